@@ -1,0 +1,29 @@
+# `make demo` sets everything up and runs the main job; `make test` runs the tests.
+# Both are idempotent: the virtual environment is built once and rebuilt only when
+# pyproject.toml changes.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+INSTALLED = $(VENV)/.installed
+
+.PHONY: install demo test clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(BIN)/vae train --name demo-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/vae sample --n 64
+	$(BIN)/vae moon 1.0 runs/full.png
+	$(BIN)/vae moon 0.5 runs/half.png
+	$(BIN)/vae interpolate runs/full.png runs/half.png --gif
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV)

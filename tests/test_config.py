@@ -1,0 +1,85 @@
+import dataclasses
+
+import pytest
+import yaml
+
+from vae_cli import config
+from vae_cli.config import ConfigError
+
+CONFIGS = sorted((config.Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_every_shipped_config_loads():
+    assert CONFIGS
+    for path in CONFIGS:
+        assert isinstance(config.load(path), config.Config)
+
+
+def test_moons_config_is_the_built_in_default():
+    assert config.load(CONFIGS[0].parent / "moons.yaml") == config.Config()
+
+
+def test_mnist_config_matches_pytorch_examples():
+    c = config.load(CONFIGS[0].parent / "mnist.yaml")
+    assert (c.data.name, c.model.network, c.model.hidden, c.model.latent_dim) == ("mnist", "mlp", [400], 20)
+    assert (c.model.likelihood, c.train.lr, c.train.batch_size, c.train.epochs) == ("bernoulli", 1e-3, 128, 10)
+
+
+def test_overrides_apply_and_parse_yaml_values():
+    c = config.load(None, ["train.epochs=3", "model.latent_dim=2", "model.hidden=[64, 32]", "train.lr=1e-4"])
+    assert (c.train.epochs, c.model.latent_dim, c.model.hidden, c.train.lr) == (3, 2, [64, 32], 1e-4)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model:\n  latent_dim: 0\n", "model.latent_dim must be an integer >= 1, got 0"),
+    ("train:\n  lr: -0.1\n", "train.lr must be a number > 0, got -0.1"),
+    ("train:\n  epochs: three\n", "train.epochs must be an integer >= 1, got 'three'"),
+    ("model:\n  latnt_dim: 3\n", "unknown key 'model.latnt_dim' (did you mean 'model.latent_dim'?)"),
+    ("modle:\n  latent_dim: 3\n", "unknown key 'modle' (did you mean 'model"),
+    ("data:\n  name: cifar\n", "data.name must be one of moons, mnist, fashion-mnist, folder, got 'cifar'"),
+    ("- 1\n- 2\n", "a config must be a mapping of sections"),
+    ("model: 3\n", "section 'model' must be a mapping"),
+    ("model: {hidden: [0]}\n", "model.hidden must be a list of positive integers"),
+    ("train: {compile: 1}\n", "train.compile must be true or false, got 1"),
+    ("data: {name: mnist, image_size: 32}\n", "28x28 grayscale"),
+    ("model: {network: conv, hidden: [8, 8, 8]}\n", "divisible by 8"),
+    ("train: {device: gpu}\n", "train.device must be auto, cpu, cuda, cuda:N or mps"),
+    ("train: {lr: .nan}\n", "train.lr must be a number > 0"),
+    ("model: [1\n", "not valid YAML (line 2)"),
+])
+def test_bad_configs_name_the_key_the_file_and_what_is_allowed(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        config.load(path)
+    assert message in str(error.value)
+    assert str(path) in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs", "expected KEY=VALUE"),
+    ("train.epoch=3", "did you mean 'train.epochs'"),
+    ("train.epochs=[", "not valid YAML"),
+    ("train.epochs=-2", "train.epochs must be an integer >= 1"),
+])
+def test_bad_overrides(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        config.load(None, [override])
+
+
+def test_saved_config_round_trips(tmp_path):
+    original = config.load(None, ["model.kind=ae", "train.seed=7", "model.hidden=[32]"])
+    config.save(original, tmp_path / "config.yaml")
+    assert config.load(tmp_path / "config.yaml") == original
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == dataclasses.asdict(original)

@@ -1,0 +1,266 @@
+"""Run configuration: typed dataclasses with defaults, loaded from YAML, overridden by `--set`.
+
+Every check lives in this module. Each field carries its rules (type, allowed choices, lower
+bound) in its metadata, so the generic checker below validates all of them the same way and
+the error names the key, the file and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import UsageError
+
+
+class ConfigError(UsageError):
+    """A config file or `--set` override that cannot become a valid Config."""
+
+
+def option(default, help: str, choices: tuple | None = None, minimum: float | None = None,
+           above: float | None = None):
+    """A config field: its default, a help line, and the rules the checker enforces."""
+    rules = {"help": help, "choices": choices, "minimum": minimum, "above": above}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=rules)
+    return field(default=default, metadata=rules)
+
+
+@dataclass
+class DataConfig:
+    name: str = option("moons", "dataset", choices=("moons", "mnist", "fashion-mnist", "folder"))
+    root: str | None = option(None, "folder holding MNIST/ and FashionMNIST/ (else $VAE_DATA, else ./data)")
+    path: str | None = option(None, "image folder for name=folder")
+    image_size: int = option(28, "images are resized to image_size x image_size", minimum=8)
+    channels: int = option(1, "1 = grayscale, 3 = RGB", choices=(1, 3))
+    binarize: str = option("none", "none | static (once) | dynamic (every batch)",
+                           choices=("none", "static", "dynamic"))
+    train_size: int = option(8192, "moons: number of training images", minimum=1)
+    test_size: int = option(1024, "moons: number of test images", minimum=1)
+    test_fraction: float = option(0.1, "folder: share of images held out for testing", above=0.0)
+
+
+@dataclass
+class ModelConfig:
+    kind: str = option("vae", "vae | ae (deterministic code) | pca (linear, fitted once)",
+                       choices=("vae", "ae", "pca"))
+    network: str = option("mlp", "encoder/decoder family; the decoder mirrors the encoder",
+                          choices=("mlp", "conv"))
+    hidden: list[int] = option([400], "mlp: hidden layer sizes; conv: channels per stride-2 layer")
+    latent_dim: int = option(8, "size of the code", minimum=1)
+    likelihood: str = option("bernoulli", "decoder distribution over pixels",
+                             choices=("bernoulli", "gaussian"))
+    gaussian_scale: float = option(0.1, "gaussian: pixel noise standard deviation (initial value if learned)",
+                                   above=0.0)
+    learn_scale: bool = option(False, "gaussian: learn the pixel noise scale")
+    beta: float = option(1.0, "weight of the KL term (0 = no KL: the model collapses to an autoencoder)",
+                         minimum=0.0)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = option(20, "passes over the training set", minimum=1)
+    batch_size: int = option(128, "images per optimizer step", minimum=1)
+    lr: float = option(1e-3, "Adam learning rate", above=0.0)
+    seed: int = option(0, "seed for data order, noise, initialisation and pictures", minimum=0)
+    device: str = option("auto", "auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps")
+    precision: str = option("fp32", "fp32, or bf16 autocast", choices=("fp32", "bf16"))
+    compile: bool = option(False, "torch.compile the model")
+    threads: int = option(0, "CPU threads (0 = one per physical core)", minimum=0)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def all_keys() -> list[str]:
+    return [f"{s}.{f.name}" for s, cls in SECTION_CLASSES.items() for f in dataclasses.fields(cls)]
+
+
+def _unknown_key(key: str, source: str) -> ConfigError:
+    close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else f"; valid keys: {', '.join(all_keys())}"
+    return ConfigError(f"{source}: unknown key '{key}'{hint}")
+
+
+def _describe(f: dataclasses.Field, tp) -> str:
+    rules = f.metadata
+    if rules["choices"]:
+        return "one of " + ", ".join(str(c) for c in rules["choices"])
+    kind = _type_name(tp)
+    if rules["minimum"] is not None:
+        return f"{kind} >= {rules['minimum']:g}"
+    if rules["above"] is not None:
+        return f"{kind} > {rules['above']:g}"
+    return kind
+
+
+def _type_name(tp) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             list[int]: "a list of positive integers"}
+    args = typing.get_args(tp)
+    if type(None) in args:
+        return names[next(a for a in args if a is not type(None))] + " or null"
+    return names[tp]
+
+
+def _coerce(value, tp):
+    """The value as type `tp`, or raise ValueError. YAML 1.1 reads `1e-3` as a string, so
+    numbers written that way are accepted too."""
+    args = typing.get_args(tp)
+    if type(None) in args:
+        if value is None:
+            return None
+        tp = next(a for a in args if a is not type(None))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp == list[int]:
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                           for v in value):
+            return list(value)
+    raise ValueError(value)
+
+
+def _checked(f: dataclasses.Field, tp, value, key: str, source: str):
+    try:
+        value = _coerce(value, tp)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{source}: {key} must be {_describe(f, tp)}, got {value!r}") from None
+    rules = f.metadata
+    bad = ((rules["choices"] and value not in rules["choices"])
+           or (rules["minimum"] is not None and value < rules["minimum"])
+           or (rules["above"] is not None and not value > rules["above"])
+           or (isinstance(value, float) and value != value))
+    if bad:
+        raise ConfigError(f"{source}: {key} must be {_describe(f, tp)}, got {value!r}")
+    return value
+
+
+def from_dict(raw, source: str) -> Config:
+    """A validated Config from a nested mapping (a parsed YAML file); defaults fill the gaps."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a config must be a mapping of sections "
+                          f"({', '.join(SECTION_CLASSES)}), got {type(raw).__name__}")
+    sections = {}
+    for section, cls in SECTION_CLASSES.items():
+        values = raw.get(section) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: section '{section}' must be a mapping of keys, "
+                              f"got {type(values).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        types = typing.get_type_hints(cls)
+        kwargs = {}
+        for name, value in values.items():
+            key = f"{section}.{name}"
+            if name not in fields:
+                raise _unknown_key(key, source)
+            kwargs[name] = _checked(fields[name], types[name], value, key, source)
+        sections[section] = cls(**kwargs)
+    for section in raw:
+        if section not in SECTION_CLASSES:
+            raise _unknown_key(str(section), source)
+    config = Config(**sections)
+    _check_combination(config, source)
+    return config
+
+
+def _check_combination(config: Config, source: str) -> None:
+    """Rules that involve more than one key."""
+    data, model = config.data, config.model
+    if data.name in ("mnist", "fashion-mnist") and (data.image_size, data.channels) != (28, 1):
+        raise ConfigError(f"{source}: {data.name} images are 28x28 grayscale: "
+                          f"set data.image_size=28 and data.channels=1")
+    if data.name == "moons" and data.channels != 1:
+        raise ConfigError(f"{source}: moons are grayscale: set data.channels=1")
+    if data.name == "folder" and not data.path:
+        raise ConfigError(f"{source}: data.name=folder needs data.path, the folder of images")
+    if data.binarize != "none" and model.likelihood != "bernoulli":
+        raise ConfigError(f"{source}: data.binarize={data.binarize} makes binary pixels: "
+                          f"use model.likelihood=bernoulli")
+    if model.network == "conv":
+        if not model.hidden:
+            raise ConfigError(f"{source}: model.hidden must list at least one channel count for conv")
+        if data.image_size % (2 ** len(model.hidden)) != 0:
+            raise ConfigError(f"{source}: a conv network with {len(model.hidden)} stride-2 layers "
+                              f"needs data.image_size divisible by {2 ** len(model.hidden)}, "
+                              f"got {data.image_size}")
+    if not (config.train.device in ("auto", "cpu", "cuda", "mps")
+            or (config.train.device.startswith("cuda:") and config.train.device[5:].isdigit())):
+        raise ConfigError(f"{source}: train.device must be auto, cpu, cuda, cuda:N or mps, "
+                          f"got {config.train.device!r}")
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """`section.key=value` -> (key, value); the value is read as YAML, so 3, 1e-3, [64, 32] work."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
+    if key not in all_keys():
+        raise _unknown_key(key, "--set")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML") from None
+    return key, parsed
+
+
+def read_yaml(path: Path):
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist: pass an existing file to --config "
+                          f"(see configs/ for examples)")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise ConfigError(f"{path}: not valid YAML{line}: fix the syntax") from None
+
+
+def load(path: Path | None = None, overrides: list[str] = ()) -> Config:
+    """The config from `path` (defaults if None) with `--set` overrides applied, validated."""
+    raw = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "default config"
+    if isinstance(raw, dict):
+        for text in overrides:
+            key, value = parse_override(text)
+            section, name = key.split(".")
+            if raw.get(section) is None:
+                raw[section] = {}
+            if isinstance(raw[section], dict):
+                raw[section][name] = value
+        if overrides:
+            source += " with --set " + " ".join(overrides)
+    return from_dict(raw, source)
+
+
+def save(config: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

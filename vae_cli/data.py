@@ -1,0 +1,130 @@
+"""Datasets, decoded once into tensors on the training device and batched by index.
+
+No per-item PIL or transform work happens inside an epoch: every loader below returns the
+whole split as one float tensor (N, C, H, W) in [0, 1], and an epoch is a seeded permutation
+of row indices.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision import datasets
+
+from . import moons
+from .config import DataConfig
+from .console import warn
+from .errors import VaeError
+from .images import IMAGE_SUFFIXES, read_image
+
+DEFAULT_ROOT = "data"
+MOONS_TRAIN_SEED, MOONS_TEST_SEED, SPLIT_SEED, BINARIZE_SEED = 1, 2, 3, 4
+
+
+@dataclass
+class ImageData:
+    train: torch.Tensor
+    train_labels: torch.Tensor
+    test: torch.Tensor
+    test_labels: torch.Tensor
+    dynamic_binarization: bool = False
+
+    def to(self, device) -> "ImageData":
+        return ImageData(self.train.to(device), self.train_labels.to(device), self.test.to(device),
+                         self.test_labels.to(device), self.dynamic_binarization)
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.train, self.train_labels) if name == "train" else (self.test, self.test_labels)
+
+    def epoch_order(self, seed: int, epoch: int) -> torch.Tensor:
+        """The shuffled row order of one epoch, a function of (seed, epoch) alone so a resumed
+        run sees exactly the order an uninterrupted one would."""
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.train), generator=g).to(self.train.device)
+
+    def train_batch(self, rows: torch.Tensor) -> torch.Tensor:
+        batch = self.train[rows]
+        # Dynamic binarization draws fresh binary pixels every time an image is seen.
+        return torch.bernoulli(batch) if self.dynamic_binarization else batch
+
+
+def data_root(config: DataConfig) -> Path:
+    return Path(config.root or os.environ.get("VAE_DATA") or DEFAULT_ROOT)
+
+
+def _load_moons(config: DataConfig):
+    train, train_phase = moons.sample(config.train_size, config.image_size, MOONS_TRAIN_SEED)
+    test, test_phase = moons.sample(config.test_size, config.image_size, MOONS_TEST_SEED)
+    return train, train_phase, test, test_phase
+
+
+def _torchvision_loader(dataset_class, folder: str):
+    def load(config: DataConfig):
+        root = data_root(config)
+        splits = []
+        for train in (True, False):
+            try:
+                dataset = dataset_class(root, train=train, download=True)
+            except PermissionError:
+                raise VaeError(f"{root / folder / 'raw'} is read-only and the .gz files there need "
+                               f"unpacking: copy the folder somewhere writable and point data.root "
+                               f"or VAE_DATA at the copy") from None
+            except (RuntimeError, OSError) as error:
+                raise VaeError(f"{folder} is not under {root / folder / 'raw'} and could not be "
+                               f"downloaded ({type(error).__name__}): put the four "
+                               f"*-ubyte.gz files there, or set data.root or VAE_DATA to the folder "
+                               f"holding {folder}/raw") from None
+            images = dataset.data.unsqueeze(1).float().div_(255)
+            splits += [images, dataset.targets.clone()]
+        return tuple(splits)
+    return load
+
+
+def _load_folder(config: DataConfig):
+    root = Path(config.path)
+    if not root.is_dir():
+        raise VaeError(f"data.path {root} is not a folder: point it at a folder of images")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    images, labels, unreadable = [], [], 0
+    class_names = sorted({p.parent.relative_to(root).as_posix() for p in files})
+    for path in files:
+        try:
+            image, _ = read_image(path, config.channels, config.image_size)
+        except VaeError:
+            unreadable += 1
+            continue
+        images.append(image)
+        labels.append(class_names.index(path.parent.relative_to(root).as_posix()))
+    if unreadable:
+        warn(f"skipped {unreadable} unreadable image file(s) in {root}")
+    if len(images) < 2:
+        raise VaeError(f"{root} holds {len(images)} readable image(s) "
+                       f"({', '.join(sorted(IMAGE_SUFFIXES))}); a training and a test split need at least 2")
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    images, labels = torch.stack(images)[order], torch.tensor(labels)[order]
+    n_test = min(len(images) - 1, max(1, round(config.test_fraction * len(images))))
+    return images[n_test:], labels[n_test:], images[:n_test], labels[:n_test]
+
+
+LOADERS = {
+    "moons": _load_moons,
+    "mnist": _torchvision_loader(datasets.MNIST, "MNIST"),
+    "fashion-mnist": _torchvision_loader(datasets.FashionMNIST, "FashionMNIST"),
+    "folder": _load_folder,
+}
+
+
+def load(config: DataConfig, device: torch.device | str = "cpu") -> ImageData:
+    """The configured dataset, decoded, binarized as configured, and moved to `device`."""
+    train, train_labels, test, test_labels = LOADERS[config.name](config)
+    if config.binarize != "none":
+        # The test split is binarized once with a fixed seed in both modes, so test numbers
+        # of different runs are measured on the same binary images.
+        g = torch.Generator().manual_seed(BINARIZE_SEED)
+        test = torch.bernoulli(test, generator=g)
+        if config.binarize == "static":
+            train = torch.bernoulli(train, generator=g)
+    data = ImageData(train, train_labels, test, test_labels,
+                     dynamic_binarization=config.binarize == "dynamic")
+    return data.to(device)

@@ -1,0 +1,167 @@
+"""The models: PCA, the autoencoder and the VAE, on MLP or convolutional networks.
+
+All three share one interface so training, sampling and pictures treat them alike:
+  encode(x) -> (mean, log_scale)    the code; log_scale is None for deterministic codes
+  decode(code) -> output            likelihood parameters (logits or pixel means)
+  decode_image(code) -> images      pixels in [0, 1], for pictures
+  losses(x) -> (recon, kl, log_scale)  per-image nats, for training and evaluation
+  sample_codes(n, ...) -> codes     codes to decode into new images (after prepare_sampling)
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from .config import Config
+from .objectives import build_likelihood, kl_to_standard_normal
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them (none after the last)."""
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def mlp_networks(shape: tuple[int, int, int], hidden: list[int], n_code_outputs: int, latent_dim: int):
+    pixels = math.prod(shape)
+    encoder = nn.Sequential(nn.Flatten(), mlp([pixels, *hidden, n_code_outputs]))
+    decoder = nn.Sequential(mlp([latent_dim, *reversed(hidden), pixels]), nn.Unflatten(1, shape))
+    return encoder, decoder
+
+
+def conv_networks(shape: tuple[int, int, int], channels: list[int], n_code_outputs: int, latent_dim: int):
+    """Stride-2 4x4 convolutions halve the image per layer; the decoder mirrors them with
+    transposed convolutions."""
+    image_channels, size, _ = shape
+    final_size = size // 2 ** len(channels)
+    widths = [image_channels, *channels]
+    down = []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        down += [nn.Conv2d(n_in, n_out, 4, stride=2, padding=1), nn.ReLU()]
+    encoder = nn.Sequential(*down, nn.Flatten(),
+                            nn.Linear(channels[-1] * final_size ** 2, n_code_outputs))
+    up = []
+    for n_in, n_out in zip(widths[:0:-1], widths[-2::-1]):
+        up += [nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1), nn.ReLU()]
+    decoder = nn.Sequential(nn.Linear(latent_dim, channels[-1] * final_size ** 2), nn.ReLU(),
+                            nn.Unflatten(1, (channels[-1], final_size, final_size)), *up[:-1])
+    return encoder, decoder
+
+
+NETWORKS = {"mlp": mlp_networks, "conv": conv_networks}
+
+
+class CodeSpread(nn.Module):
+    """Mean and spread of the training codes, for models without a prior: sampling draws
+    standard-normal codes scaled to them (which is what shows such models are no generators)."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.register_buffer("code_mean", torch.zeros(latent_dim))
+        self.register_buffer("code_std", torch.ones(latent_dim))
+
+    @torch.inference_mode()
+    def prepare_sampling(self, images: torch.Tensor, batch_size: int = 1000) -> None:
+        """Measure the training codes' mean and spread (call after training changes them)."""
+        codes = torch.cat([self.encode(images[i:i + batch_size])[0]
+                           for i in range(0, len(images), batch_size)])
+        self.code_mean.copy_(codes.mean(0))
+        self.code_std.copy_(codes.std(0))
+
+    def sample_codes(self, n: int, generator: torch.Generator | None = None,
+                     temperature: float = 1.0) -> torch.Tensor:
+        noise = torch.randn(n, len(self.code_mean), generator=generator).to(self.code_mean.device)
+        return self.code_mean + temperature * self.code_std * noise
+
+
+class Autoencoder(CodeSpread):
+    """A deterministic code: encoder and decoder networks, reconstruction loss only."""
+
+    def __init__(self, config: Config, n_code_outputs: int | None = None):
+        super().__init__(config.model.latent_dim)
+        self.shape = (config.data.channels, config.data.image_size, config.data.image_size)
+        self.latent_dim = config.model.latent_dim
+        self.encoder, self.decoder = NETWORKS[config.model.network](
+            self.shape, config.model.hidden, n_code_outputs or self.latent_dim, self.latent_dim)
+        self.likelihood = build_likelihood(config.model)
+
+    def encode(self, x):
+        return self.encoder(x), None
+
+    def decode(self, code):
+        return self.decoder(code)
+
+    def decode_image(self, code):
+        return self.likelihood.mean(self.decode(code))
+
+    def losses(self, x):
+        code, _ = self.encode(x)
+        recon = self.likelihood.nll(self.decode(code), x)
+        return recon, torch.zeros_like(recon), None
+
+
+class VAE(Autoencoder):
+    """The encoder gives a mean m and a log-scale s per latent dimension; training decodes the
+    noisy code c = m + exp(s)·e, e ~ N(0, I), and pays the KL of N(m, exp(s)²) to the prior."""
+
+    def __init__(self, config: Config):
+        super().__init__(config, n_code_outputs=2 * config.model.latent_dim)
+
+    def encode(self, x):
+        mean, log_scale = self.encoder(x).chunk(2, dim=1)
+        return mean, log_scale
+
+    def losses(self, x):
+        mean, log_scale = self.encode(x)
+        code = mean + torch.exp(log_scale) * torch.randn_like(mean)
+        recon = self.likelihood.nll(self.decode(code), x)
+        kl = kl_to_standard_normal(mean, log_scale).sum(1)
+        return recon, kl, log_scale
+
+    def prepare_sampling(self, images, batch_size=1000):
+        """Nothing to measure: a VAE samples from its prior N(0, I)."""
+
+    def sample_codes(self, n, generator=None, temperature=1.0):
+        noise = torch.randn(n, self.latent_dim, generator=generator)
+        return temperature * noise.to(self.code_mean.device)
+
+
+class PCA(CodeSpread):
+    """The linear encoder/decoder (W, Wᵀ): the top principal directions, fitted once by SVD."""
+
+    def __init__(self, config: Config):
+        super().__init__(config.model.latent_dim)
+        self.shape = (config.data.channels, config.data.image_size, config.data.image_size)
+        self.latent_dim = config.model.latent_dim
+        pixels = math.prod(self.shape)
+        self.register_buffer("pixel_mean", torch.zeros(pixels))
+        self.register_buffer("components", torch.zeros(pixels, self.latent_dim))
+
+    @torch.no_grad()
+    def fit(self, images: torch.Tensor) -> None:
+        flat = images.flatten(1).double()
+        mean = flat.mean(0)
+        # The right singular vectors of the centred data are the principal directions.
+        _, _, directions = torch.linalg.svd(flat - mean, full_matrices=False)
+        self.pixel_mean.copy_(mean.float())
+        self.components.copy_(directions[:self.latent_dim].T.float())
+        self.prepare_sampling(images)
+
+    def encode(self, x):
+        return (x.flatten(1) - self.pixel_mean) @ self.components, None
+
+    def decode(self, code):
+        return (code @ self.components.T + self.pixel_mean).unflatten(1, self.shape)
+
+    def decode_image(self, code):
+        return self.decode(code).clamp(0, 1)
+
+
+MODELS = {"vae": VAE, "ae": Autoencoder, "pca": PCA}
+
+
+def build(config: Config) -> nn.Module:
+    return MODELS[config.model.kind](config)

@@ -1,0 +1,65 @@
+"""What the models are trained to minimise: pixel likelihoods, the KL term, and the ELBO.
+
+All terms are summed over pixels or latent dimensions, giving nats per image; training
+averages them over the batch.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+class Bernoulli(nn.Module):
+    """Pixels are coin flips; the decoder outputs their logits."""
+
+    def nll(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x | z) per image. For gray (non-binary) x this is the usual cross-entropy
+        surrogate, as in pytorch/examples, not a normalised density."""
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+    def mean(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits)
+
+
+class Gaussian(nn.Module):
+    """Pixels are Gaussian around the decoder output, with one scale shared by all pixels,
+    fixed or learned."""
+
+    def __init__(self, scale: float, learn_scale: bool):
+        super().__init__()
+        log_scale = torch.tensor(math.log(scale))
+        if learn_scale:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    def nll(self, mean: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        z = (x - mean) * torch.exp(-self.log_scale)
+        per_pixel = 0.5 * z ** 2 + self.log_scale + 0.5 * LOG_2PI
+        return per_pixel.flatten(1).sum(1)
+
+    def mean(self, mean: torch.Tensor) -> torch.Tensor:
+        return mean.clamp(0, 1)
+
+
+def build_likelihood(model_config) -> nn.Module:
+    if model_config.likelihood == "gaussian":
+        return Gaussian(model_config.gaussian_scale, model_config.learn_scale)
+    return Bernoulli()
+
+
+def kl_to_standard_normal(mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """KL(N(m, exp(s)²) || N(0, 1)) per latent dimension.
+
+    This is the article's term ½·(exp(2s) − (1 + 2s) + m²): it is 0 only at m = 0, s = 0 and
+    grows without bound as s → −∞, which is what stops the noise from collapsing."""
+    return 0.5 * (torch.exp(2 * log_scale) - 1 - 2 * log_scale + mean ** 2)
+
+
+def log_normal(z: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """log N(z; mean, exp(log_scale)²), summed over the last dimension."""
+    return (-0.5 * ((z - mean) * torch.exp(-log_scale)) ** 2 - log_scale - 0.5 * LOG_2PI).sum(-1)

@@ -1,0 +1,153 @@
+"""Run directories and checkpoints.
+
+A run directory holds everything needed to reproduce and inspect a run:
+  config.yaml            the fully resolved config (`vae train --config` it to re-create the run)
+  metrics.jsonl          one JSON line per epoch
+  checkpoints/last.pt    where training stopped (model, optimizer, position, RNG states)
+  checkpoints/best.pt    the weights with the lowest test loss
+  reconstructions_XXX.png, samples_XXX.png   pictures per epoch
+
+Checkpoints hold only tensors and plain data and are read with weights_only=True, so a
+checkpoint handed over by someone else cannot run code.
+"""
+
+import json
+import os
+import pickle
+import zipfile
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from . import config as config_module
+from . import models
+from .config import Config, ConfigError
+from .errors import UsageError, VaeError
+
+LATEST = "latest"
+CHECKPOINT_FORMAT = "vae-cli/1"
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("VAE_RUNS", "runs"))
+
+
+def new_run_dir(config: Config, name: str | None) -> Path:
+    """A fresh run directory; an existing run is never reused or overwritten."""
+    root = runs_root()
+    if name is not None:
+        if not name or "/" in name or name in (".", "..", LATEST):
+            raise UsageError(f"--name {name!r} is not a usable folder name: use letters, digits, - and _")
+        run_dir = root / name
+        if run_dir.exists():
+            raise UsageError(f"run {run_dir} already exists: choose another --name, "
+                             f"or continue it with --resume {run_dir}")
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = f"{config.data.name}-{config.model.kind}-{stamp}"
+        run_dir, n = root / base, 1
+        while run_dir.exists():
+            n += 1
+            run_dir = root / f"{base}-{n}"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    return run_dir
+
+
+def mark_latest(run_dir: Path) -> None:
+    """runs/latest is a one-line file naming the newest run (a file, not a symlink, so it
+    works on every file system)."""
+    atomic_write_text(runs_root() / LATEST, run_dir.name + "\n")
+
+
+def resolve_run(run: Path | None) -> Path:
+    """The run directory the user named, or the latest run."""
+    if run is None:
+        pointer = runs_root() / LATEST
+        if not pointer.is_file():
+            raise VaeError(f"no runs yet in {runs_root()}: train one with `vae train`, or pass --run RUN_DIR")
+        run = runs_root() / pointer.read_text(encoding="utf-8").strip()
+    if not run.is_dir():
+        raise VaeError(f"run directory {run} does not exist: pass a folder made by `vae train`")
+    return run
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def save_checkpoint(payload: dict, path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: a crash or kill -9
+    at any moment leaves either the old checkpoint or the new one, never half of one."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as handle:
+        torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    if not path.is_file():
+        raise VaeError(f"no checkpoint at {path}: train the run first, or pass another --run")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise VaeError(f"{path} holds objects other than tensors and plain data; it was refused "
+                       f"unread (it could run code). Only use checkpoints written by vae-cli") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        raise VaeError(f"{path} is not a readable checkpoint ({type(error).__name__}): "
+                       f"it may be truncated; use the run's other checkpoint") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise VaeError(f"{path} is not a vae-cli checkpoint: pass one from a run directory")
+    return checkpoint
+
+
+def config_of(checkpoint: dict, path: Path) -> Config:
+    try:
+        return config_module.from_dict(checkpoint["config"], f"config stored in {path}")
+    except (KeyError, ConfigError) as error:
+        raise VaeError(f"{path}: its stored config is unusable ({error})") from None
+
+
+def load_model(run_dir: Path, which: str = "best", device="cpu"):
+    """(config, model in eval mode, checkpoint) from a run directory's best or last checkpoint."""
+    path = run_dir / "checkpoints" / f"{which}.pt"
+    checkpoint = load_checkpoint(path, map_location=device)
+    config = config_of(checkpoint, path)
+    model = models.build(config)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, KeyError) as error:
+        first = str(error).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise VaeError(f"{path}: the weights do not fit the model its config describes ({detail}): "
+                       f"the checkpoint belongs to another model") from None
+    return config, model.to(device).eval(), checkpoint
+
+
+def append_metrics(run_dir: Path, record: dict) -> None:
+    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_metrics(run_dir: Path, epochs: int) -> None:
+    """Keep the first `epochs` lines: a run resumed from a checkpoint older than the newest
+    metrics line (killed between the two writes) must not log an epoch twice."""
+    records = read_metrics(run_dir)[:epochs]
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))

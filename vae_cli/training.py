@@ -1,0 +1,257 @@
+"""The training loop: in-memory batches, Adam, per-epoch test ELBO, pictures and checkpoints,
+exact resume, and a clean stop on Ctrl-C or SIGTERM."""
+
+import math
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import data as data_module
+from . import evaluation, models, runs
+from .config import Config
+from .console import console
+from .errors import VaeError
+from .images import save_grid
+
+PROGRESS_EVERY = 10  # steps between progress-bar refreshes (and host syncs on accelerators)
+PICTURE_COUNT = 64
+RECONSTRUCTION_COUNT = 16
+
+
+class TrainingInterrupted(VaeError):
+    exit_code = 130
+
+
+class NonFiniteLoss(VaeError):
+    pass
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available[device.type]:
+        raise VaeError(f"train.device={name} is not available on this machine: use auto or cpu")
+    return device
+
+
+class StopRequests:
+    """Turns the first SIGINT/SIGTERM into a flag the loop checks between steps, so the
+    current step finishes and a checkpoint is written; a second one stops at once."""
+
+    def __init__(self):
+        self.signal_name = None
+        self.previous = {}
+
+    def _handle(self, number, frame):
+        if self.signal_name is not None:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(number).name
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+def rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+@torch.inference_mode()
+def write_pictures(model, test: torch.Tensor, run_dir: Path, epoch: int, seed: int) -> None:
+    """reconstructions_XXX.png (test inputs above their reconstructions) and samples_XXX.png
+    (the same codes every epoch, so epochs can be compared)."""
+    model.eval()
+    inputs = test[:RECONSTRUCTION_COUNT]
+    reconstructions = model.decode_image(model.encode(inputs)[0])
+    save_grid(torch.cat([inputs, reconstructions]), run_dir / f"reconstructions_{epoch:03d}.png",
+              columns=len(inputs))
+    codes = model.sample_codes(PICTURE_COUNT, generator=torch.Generator().manual_seed(seed))
+    save_grid(model.decode_image(codes), run_dir / f"samples_{epoch:03d}.png")
+
+
+def fit_pca(config: Config, run_dir: Path, device: torch.device) -> list[dict]:
+    """PCA has no training loop: one SVD of the training set, then the same outputs as a run."""
+    data = data_module.load(config.data, device)
+    model = models.build(config).to(device)
+    started = time.perf_counter()
+    model.fit(data.train)
+    error = evaluation.squared_error(model, data.test)
+    seconds = time.perf_counter() - started
+    record = {"epoch": 1, "test_squared_error": error, "seconds": round(seconds, 3)}
+    runs.append_metrics(run_dir, record)
+    write_pictures(model, data.test, run_dir, 1, config.train.seed)
+    payload = {"config": config.to_dict(), "model": model.state_dict(), "epoch": 1, "step": 0}
+    runs.save_checkpoint(payload, run_dir / "checkpoints" / "last.pt")
+    runs.save_checkpoint(payload, run_dir / "checkpoints" / "best.pt")
+    console.print(f"PCA with {config.model.latent_dim} components fitted in {seconds:.1f}s: "
+                  f"test squared error {error:.2f} per image")
+    return [record]
+
+
+class Trainer:
+    """Holds everything that a checkpoint must restore: model, optimizer, position in the
+    data (epoch and step), the running sums of the current epoch, best test loss, RNG state."""
+
+    def __init__(self, config: Config, run_dir: Path, device: torch.device):
+        self.config, self.run_dir, self.device = config, run_dir, device
+        torch.manual_seed(config.train.seed)
+        self.data = data_module.load(config.data, device)
+        self.model = models.build(config).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.train.lr)
+        self.losses = torch.compile(self.model.losses) if config.train.compile else self.model.losses
+        self.epoch, self.step, self.best_loss = 0, 0, math.inf
+        self.totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss, recon, KL over images
+        self.steps_per_epoch = math.ceil(len(self.data.train) / config.train.batch_size)
+
+    def state(self) -> dict:
+        return {"config": self.config.to_dict(), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "step": self.step,
+                "best_loss": self.best_loss, "totals": self.totals.cpu(),
+                "rng": rng_state(self.device)}
+
+    def restore(self, checkpoint: dict) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.epoch, self.step, self.best_loss = checkpoint["epoch"], checkpoint["step"], checkpoint["best_loss"]
+        self.totals = checkpoint["totals"].to(self.device)
+        restore_rng(checkpoint["rng"], self.device)
+
+    def save(self, which: str) -> Path:
+        path = self.run_dir / "checkpoints" / f"{which}.pt"
+        runs.save_checkpoint(self.state(), path)
+        return path
+
+    def images_done(self, step: int) -> int:
+        return min(step * self.config.train.batch_size, len(self.data.train))
+
+    def train_step(self, rows: torch.Tensor, autocast) -> torch.Tensor:
+        x = self.data.train_batch(rows)
+        with autocast:
+            recon, kl, _ = self.losses(x)
+            recon, kl = recon.float().mean(), kl.float().mean()
+            loss = recon + self.config.model.beta * kl
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        # Running sums stay on the device: no host sync per step.
+        self.totals += torch.stack([loss, recon, kl]).detach().double() * len(x)
+        return loss.detach()
+
+    def run_epoch(self, progress: Progress, stop: StopRequests) -> float:
+        """Train from the current step to the end of the epoch; returns images per second."""
+        train = self.config.train
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                    if train.precision == "bf16" else nullcontext())
+        task = progress.add_task("", total=self.steps_per_epoch, completed=self.step,
+                                 epoch=f"{self.epoch + 1}/{train.epochs}", status="")
+        self.model.train()
+        order = self.data.epoch_order(train.seed, self.epoch)
+        step_losses = torch.zeros(self.steps_per_epoch, device=self.device)
+        started, first_step = time.perf_counter(), self.step
+        while self.step < self.steps_per_epoch:
+            rows = order[self.step * train.batch_size:(self.step + 1) * train.batch_size]
+            step_losses[self.step] = self.train_step(rows, autocast)
+            self.step += 1
+            done = self.step == self.steps_per_epoch
+            if self.step % PROGRESS_EVERY == 0 or done or stop.signal_name:
+                _check_finite(step_losses[first_step:self.step], first_step, self.epoch)
+                rate = (self.images_done(self.step) - self.images_done(first_step)) / (time.perf_counter() - started)
+                loss, recon, kl = (self.totals / self.images_done(self.step)).tolist()
+                progress.update(task, completed=self.step, status=(
+                    f"loss {loss:.2f}  recon {recon:.2f}  KL {kl:.2f}  {rate:,.0f} img/s"))
+            if stop.signal_name and not done:
+                path = self.save("last")
+                raise TrainingInterrupted(
+                    f"{stop.signal_name}: stopped at epoch {self.epoch + 1} step {self.step}/"
+                    f"{self.steps_per_epoch} and saved {path}; resume with: vae train --resume {self.run_dir}")
+        progress.remove_task(task)
+        return (self.images_done(self.step) - self.images_done(first_step)) / (time.perf_counter() - started)
+
+    def end_epoch(self, images_per_s: float, seconds: float) -> dict:
+        """Test ELBO, pictures, metrics line and checkpoints for the epoch just trained."""
+        self.model.eval()
+        self.model.prepare_sampling(self.data.train)
+        test = evaluation.elbo(self.model, self.data.test, self.config.model.beta)
+        loss, recon, kl = (self.totals / len(self.data.train)).tolist()
+        is_best = test["loss"] < self.best_loss
+        self.best_loss = min(self.best_loss, test["loss"])
+        self.epoch, self.step = self.epoch + 1, 0
+        self.totals.zero_()
+        record = {"epoch": self.epoch, "train_loss": loss, "train_recon": recon, "train_kl": kl,
+                  "test_loss": test["loss"], "test_recon": test["recon"], "test_kl": test["kl"],
+                  "test_mean_log_scale": test["mean_log_scale"], "best": is_best,
+                  "seconds": round(seconds, 3), "images_per_s": round(images_per_s, 1)}
+        write_pictures(self.model, self.data.test, self.run_dir, self.epoch, self.config.train.seed)
+        runs.append_metrics(self.run_dir, record)
+        if is_best:
+            self.save("best")
+        self.save("last")
+        return record
+
+
+def train(config: Config, run_dir: Path, resume: dict | None = None) -> list[dict]:
+    """Train the configured model into `run_dir`, continuing from checkpoint `resume` if given.
+    Returns the metrics of the epochs trained by this call."""
+    device = pick_device(config.train.device)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    if config.model.kind == "pca":
+        return fit_pca(config, run_dir, device)
+    trainer = Trainer(config, run_dir, device)
+    if resume is not None:
+        trainer.restore(resume)
+        runs.truncate_metrics(run_dir, trainer.epoch)
+    epochs, records = config.train.epochs, []
+    columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
+    with StopRequests() as stop, Progress(*columns, console=console, transient=True) as progress:
+        while trainer.epoch < epochs:
+            started = time.perf_counter()
+            images_per_s = trainer.run_epoch(progress, stop)
+            record = trainer.end_epoch(images_per_s, time.perf_counter() - started)
+            records.append(record)
+            console.print(
+                f"epoch {record['epoch']}/{epochs}  train -ELBO {record['train_loss']:.2f} "
+                f"(recon {record['train_recon']:.2f} + KL {record['train_kl']:.2f})  "
+                f"test -ELBO {record['test_loss']:.2f}{' (best)' if record['best'] else ''}  "
+                f"{record['seconds']:.1f}s  {images_per_s:,.0f} img/s", highlight=False)
+            if stop.signal_name and trainer.epoch < epochs:
+                raise TrainingInterrupted(
+                    f"{stop.signal_name}: stopped after epoch {trainer.epoch} and saved "
+                    f"{run_dir / 'checkpoints' / 'last.pt'}; resume with: vae train --resume {run_dir}")
+    return records
+
+
+def _check_finite(step_losses: torch.Tensor, first_step: int, epoch: int) -> None:
+    bad = (~torch.isfinite(step_losses)).nonzero()
+    if len(bad):
+        index = int(bad[0, 0])
+        raise NonFiniteLoss(f"the loss became {float(step_losses[index])} at epoch {epoch + 1} "
+                            f"step {first_step + index + 1}; stopped without saving, so the last good "
+                            f"checkpoint is kept: try a lower train.lr")
