@@ -2,19 +2,26 @@
 that does the work, and prints where the results went."""
 
 import functools
+import json
+import math
 import os
+import re
 import shutil
 import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
+import torch
 import typer
+from rich.progress import Progress
+from rich.table import Table
 
 from . import config as config_module
-from . import latent, moons, runs, training
-from .console import console, err_console
+from . import data as data_module
+from . import evaluation, latent, moons, runs, training
+from .console import console, err_console, warn
 from .errors import UsageError, VaeError
-from .images import save_grid
+from .images import PIL_MODES, read_image, save_gif, save_grid
 
 app = typer.Typer(help="Train, evaluate and sample Variational Autoencoders (and the PCA and "
                        "autoencoder they grow from).", no_args_is_help=True, add_completion=False,
@@ -125,3 +132,112 @@ def moon(
     """Render one centred moon of a given phase, as in the moons dataset (e.g. full.png, half.png)."""
     save_grid(moons.render_one(phase, size).unsqueeze(0), out, columns=1, padding=0)
     console.print(f"wrote {out}")
+
+
+DATASET_REFERENCE = re.compile(r"^(train|test):(\d+)$")
+MODE_CHANNELS = {"1": 1, "L": 1, "LA": 1, "I": 1, "I;16": 1, "F": 1}
+
+
+def load_input(reference: str, run_config, dataset_cache: dict):
+    """An interpolation input: an image file, converted like the training data, or a dataset
+    reference such as test:7."""
+    match = DATASET_REFERENCE.match(reference)
+    if match and not Path(reference).exists():
+        split, index = match.group(1), int(match.group(2))
+        if "data" not in dataset_cache:
+            dataset_cache["data"] = data_module.load(run_config.data)
+        images, _ = dataset_cache["data"].split(split)
+        if index >= len(images):
+            raise UsageError(f"{reference}: the {split} split has {len(images)} images (0..{len(images) - 1})")
+        return images[index]
+    channels, size = run_config.data.channels, run_config.data.image_size
+    image, mode = read_image(Path(reference), channels, size)
+    if MODE_CHANNELS.get(mode, 3) != channels:
+        warn(f"{reference}: converted {mode} to {PIL_MODES[channels]} to match the model")
+    return image
+
+
+@app.command()
+@friendly_errors
+def interpolate(
+    a: Annotated[str, typer.Argument(help="First image file, or a dataset image such as test:7.")],
+    b: Annotated[str, typer.Argument(help="Second image file, or a dataset image such as test:3.")],
+    run: RunOption = None,
+    steps: Annotated[int, typer.Option(min=2, help="Decoded images from A to B, both ends included.")] = 10,
+    method: Annotated[str, typer.Option(help="linear, or slerp (spherical, suits a Gaussian prior).")] = "linear",
+    out: Annotated[Optional[Path], typer.Option(help="PNG to write (default: in the run folder).")] = None,
+    gif: Annotated[bool, typer.Option(help="Also write an animated GIF going back and forth.")] = False,
+):
+    """Blend two images through the latent space: encode both, walk between the codes, decode.
+
+    The strip shows input A, the decoded path, then input B. Inputs are converted exactly as
+    training images: grayscale or RGB, shorter side resized to the model's size, centre crop."""
+    if method not in latent.INTERPOLATIONS:
+        raise UsageError(f"--method {method!r}: use one of {', '.join(latent.INTERPOLATIONS)}")
+    run_dir = runs.resolve_run(run)
+    run_config, model, _ = runs.load_model(run_dir)
+    cache = {}
+    image_a, image_b = load_input(a, run_config, cache), load_input(b, run_config, cache)
+    path = latent.interpolation_strip(model, image_a, image_b, steps, method)
+    out = out or run_dir / f"interpolate_{_slug(a)}_{_slug(b)}_{method}.png"
+    console.print(f"wrote {save_grid(torch.cat([image_a[None], path, image_b[None]]), out, columns=steps + 2)}")
+    if gif:
+        console.print(f"wrote {save_gif(path, out.with_suffix('.gif'))}")
+
+
+def _slug(reference: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", Path(reference).stem if ":" not in reference else reference)
+
+
+@app.command("eval")
+@friendly_errors
+def evaluate(
+    run: RunOption = None,
+    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    k: Annotated[int, typer.Option("--k", min=1, help="Importance samples per image for the NLL.")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 100,
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+):
+    """Measure a trained model: -ELBO, importance-weighted NLL, bits/dim, active units.
+
+    Writes eval.json into the run folder."""
+    if split not in ("train", "test") or checkpoint not in ("best", "last"):
+        raise UsageError("--split must be train or test, and --checkpoint best or last")
+    run_dir = runs.resolve_run(run)
+    run_config, model, _ = runs.load_model(run_dir, checkpoint)
+    device = training.pick_device(run_config.train.device)
+    model.to(device)
+    images, _ = data_module.load(run_config.data, device).split(split)
+    report = {"run": str(run_dir), "checkpoint": checkpoint, "split": split, "kind": run_config.model.kind,
+              "binarize": run_config.data.binarize, "likelihood": run_config.model.likelihood,
+              "squared_error": evaluation.squared_error(model, images)}
+    if run_config.model.kind == "vae":
+        offset = math.log(256) if run_config.model.likelihood == "gaussian" else 0.0
+        with Progress(*Progress.get_default_columns(), console=console, transient=True) as progress:
+            task = progress.add_task(f"{split}: {k} samples per image", total=len(images))
+            report |= evaluation.evaluate(model, images, k, batch_size, offset,
+                                          on_batch=lambda n: progress.advance(task, n))
+    else:
+        report["note"] = (f"-ELBO, NLL and bits/dim are undefined for kind={run_config.model.kind}: "
+                          f"a deterministic code defines no density over images")
+    runs.atomic_write_text(run_dir / "eval.json", json.dumps(report, indent=2) + "\n")
+    console.print(evaluation_table(report))
+    if "note" in report:
+        console.print(report["note"])
+    console.print(f"wrote {run_dir / 'eval.json'}")
+
+
+def evaluation_table(report: dict) -> Table:
+    table = Table(title=f"{report['run']} ({report['checkpoint']}.pt) on {report['split']}, per image")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [("squared error (sum over pixels)", "squared_error", "{:.3f}"),
+            ("-ELBO (nats)", "neg_elbo", "{:.2f}"), ("  reconstruction", "recon", "{:.2f}"),
+            ("  KL", "kl", "{:.2f}"), ("NLL, k={k} (nats)", "nll", "{:.2f}"),
+            ("bits/dim", "bits_per_dim", "{:.4f}"), ("active units", "active_units", "{}")]
+    for label, key, fmt in rows:
+        if key in report:
+            table.add_row(label.format(**report), fmt.format(report[key]))
+    if "active_units" in report:
+        table.add_row("latent dims", str(len(report["kl_per_dim"])))
+    return table

@@ -52,7 +52,7 @@ class ModelConfig:
     network: str = option("mlp", "encoder/decoder family; the decoder mirrors the encoder",
                           choices=("mlp", "conv"))
     hidden: list[int] = option([400], "mlp: hidden layer sizes; conv: channels per stride-2 layer")
-    latent_dim: int = option(8, "size of the code", minimum=1)
+    latent_dim: int = option(4, "size of the code", minimum=1)
     likelihood: str = option("bernoulli", "decoder distribution over pixels",
                              choices=("bernoulli", "gaussian"))
     gaussian_scale: float = option(0.1, "gaussian: pixel noise standard deviation (initial value if learned)",

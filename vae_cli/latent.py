@@ -24,3 +24,10 @@ def interpolate_codes(a: torch.Tensor, b: torch.Tensor, steps: int, method: str 
 
 
 INTERPOLATIONS = ("linear", "slerp")
+
+
+@torch.inference_mode()
+def interpolation_strip(model, a: torch.Tensor, b: torch.Tensor, steps: int, method: str) -> torch.Tensor:
+    """Decoded images along the path between the posterior means of images a and b: (steps, C, H, W)."""
+    codes = model.encode(torch.stack([a, b]))[0]
+    return model.decode_image(interpolate_codes(codes[0], codes[1], steps, method))

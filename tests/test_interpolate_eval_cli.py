@@ -1,0 +1,94 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import TINY_MOONS
+from vae_cli import config, latent, moons, runs
+from vae_cli.images import read_image
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+def pixel_mse(a, b):
+    return float(((a - b) ** 2).mean())
+
+
+def test_moon_blending_walks_the_manifold_not_the_pixels(vae, runs_dir, tmp_path):
+    """The article's experiment with the shipped moons config: the decoded midpoint of full and
+    half moon is closer to a three-quarter moon than the pixel cross-fade is."""
+    assert vae("train", "--config", CONFIGS / "moons.yaml", "--name", "moons").exit_code == 0
+    for phase, name in ((1.0, "full.png"), (0.5, "half.png")):
+        assert vae("moon", phase, tmp_path / name).exit_code == 0
+    result = vae("interpolate", tmp_path / "full.png", tmp_path / "half.png", "--steps", 3, "--gif")
+    assert result.exit_code == 0, result.output
+    strip = runs_dir / "moons" / "interpolate_full_half_linear.png"
+    assert Image.open(strip).size == (5 * 30 + 2, 32)
+    assert Image.open(strip.with_suffix(".gif")).n_frames == 4  # 3 frames there, 1 back
+
+    run_config, model, _ = runs.load_model(runs_dir / "moons")
+    full, half = (read_image(tmp_path / n, 1, 28)[0] for n in ("full.png", "half.png"))
+    midpoint = latent.interpolation_strip(model, full, half, 3, "linear")[1]
+    three_quarter = moons.render_one(0.75)
+    decoded_error, crossfade_error = pixel_mse(midpoint, three_quarter), pixel_mse(0.5 * (full + half), three_quarter)
+    print(f"midpoint MSE to a 3/4 moon: decoded {decoded_error:.4f}, pixel cross-fade {crossfade_error:.4f}")
+    assert decoded_error < 0.8 * crossfade_error
+
+
+def test_slerp_keeps_the_ends_and_the_norm():
+    a, b = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 3.0])
+    path = latent.interpolate_codes(a, b, 5, "slerp")
+    assert torch.allclose(path[0], a) and torch.allclose(path[-1], b)
+    assert torch.allclose(path.norm(dim=1), torch.full((5,), 3.0))
+    assert torch.allclose(latent.interpolate_codes(a, b, 3, "linear")[1], torch.tensor([1.5, 1.5]))
+
+
+@pytest.fixture
+def tiny_run(vae, runs_dir):
+    args = [a for o in (*TINY_MOONS, "train.epochs=2") for a in ("--set", o)]
+    assert vae("train", *args, "--name", "tiny").exit_code == 0
+    return runs_dir / "tiny"
+
+
+def test_eval_writes_a_report(vae, tiny_run):
+    result = vae("eval", "--k", 50)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tiny_run / "eval.json").read_text())
+    assert report["neg_elbo"] >= report["nll"] > 0
+    assert report["bits_per_dim"] > 0 and 0 <= report["active_units"] <= 4
+    assert "NLL, k=50" in result.output
+
+
+def test_eval_says_elbo_is_undefined_for_an_autoencoder(vae, runs_dir):
+    args = [a for o in (*TINY_MOONS, "train.epochs=1", "model.kind=ae") for a in ("--set", o)]
+    assert vae("train", *args, "--name", "ae").exit_code == 0
+    result = vae("eval", "--k", 5)
+    assert result.exit_code == 0 and "undefined for kind=ae" in result.output
+    assert "nll" not in json.loads((runs_dir / "ae" / "eval.json").read_text())
+
+
+def test_interpolate_dataset_references_and_rgba_input(vae, tiny_run, tmp_path):
+    Image.new("RGBA", (50, 40), (255, 255, 255, 255)).save(tmp_path / "white.png")
+    result = vae("interpolate", "test:0", tmp_path / "white.png", "--out", tmp_path / "o.png", "--method", "slerp")
+    assert result.exit_code == 0, result.output
+    assert "converted RGBA to L" in result.output
+    assert Image.open(tmp_path / "o.png").size == (12 * 30 + 2, 32)
+
+
+@pytest.mark.parametrize("contents, message", [
+    (None, "no such file"),
+    (lambda good: b"hello", "not an image file"),
+    (lambda good: good[:200], "corrupt or truncated"),
+])
+def test_bad_interpolate_inputs_fail_cleanly_and_write_nothing(vae, tiny_run, tmp_path, contents, message):
+    Image.effect_noise((64, 64), 50).save(tmp_path / "good.png")
+    bad = tmp_path / "bad.png"
+    if contents is not None:
+        bad.write_bytes(contents((tmp_path / "good.png").read_bytes()))
+    before = sorted(p.name for p in tiny_run.iterdir())
+    result = vae("interpolate", tmp_path / "good.png", bad, "--out", tmp_path / "o.png")
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o.png").exists() and sorted(p.name for p in tiny_run.iterdir()) == before
