@@ -6,7 +6,6 @@ import json
 import math
 import os
 import re
-import shutil
 import traceback
 from pathlib import Path
 from typing import Annotated, Optional
@@ -80,7 +79,7 @@ def train(
                                  f"allowed: {', '.join(sorted(RESUMABLE_KEYS))}")
             section, field = key.split(".")
             raw[section][field] = value
-        run_config = config_module.from_dict(raw, f"{resume} with --set {' '.join(overrides)}")
+        run_config = config_module.from_dict(raw, f"{resume} with --set overrides")
         run_dir = resume
         console.print(f"resuming {run_dir} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['step']}")
     else:
@@ -95,7 +94,7 @@ def train(
         if (run_dir / "checkpoints" / "last.pt").exists():
             runs.mark_latest(run_dir)
         elif checkpoint is None:
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing trained: leave no empty run behind
+            runs.discard_run(run_dir)
     console.print(f"done: {run_dir}  (checkpoints, metrics.jsonl, pictures)")
 
 

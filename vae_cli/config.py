@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,7 @@ def all_keys() -> list[str]:
 def _unknown_key(key: str, source: str) -> ConfigError:
     close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.5)
     hint = f" (did you mean '{close[0]}'?)" if close else f"; valid keys: {', '.join(all_keys())}"
-    return ConfigError(f"{source}: unknown key '{key}'{hint}")
+    return ConfigError(f"{source}: unknown key {key!r}{hint}")
 
 
 def _describe(f: dataclasses.Field, tp) -> str:
@@ -156,7 +157,7 @@ def _checked(f: dataclasses.Field, tp, value, key: str, source: str):
     bad = ((rules["choices"] and value not in rules["choices"])
            or (rules["minimum"] is not None and value < rules["minimum"])
            or (rules["above"] is not None and not value > rules["above"])
-           or (isinstance(value, float) and value != value))
+           or (isinstance(value, float) and not math.isfinite(value)))
     if bad:
         raise ConfigError(f"{source}: {key} must be {_describe(f, tp)}, got {value!r}")
     return value
@@ -171,7 +172,9 @@ def from_dict(raw, source: str) -> Config:
                           f"({', '.join(SECTION_CLASSES)}), got {type(raw).__name__}")
     sections = {}
     for section, cls in SECTION_CLASSES.items():
-        values = raw.get(section) or {}
+        values = raw.get(section)
+        if values is None:
+            values = {}
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: section '{section}' must be a mapping of keys, "
                               f"got {type(values).__name__}")
@@ -219,7 +222,8 @@ def _check_combination(config: Config, source: str) -> None:
 
 
 def parse_override(text: str) -> tuple[str, object]:
-    """`section.key=value` -> (key, value); the value is read as YAML, so 3, 1e-3, [64, 32] work."""
+    """`section.key=value` -> (key, checked value); the value is read as YAML, so 3, 1e-3 and
+    [64, 32] work."""
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -230,7 +234,10 @@ def parse_override(text: str) -> tuple[str, object]:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError:
         raise ConfigError(f"--set {text!r}: the value is not valid YAML") from None
-    return key, parsed
+    section, name = key.split(".")
+    cls = SECTION_CLASSES[section]
+    field_ = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return key, _checked(field_, typing.get_type_hints(cls)[name], parsed, key, "--set")
 
 
 def read_yaml(path: Path):
@@ -258,7 +265,7 @@ def load(path: Path | None = None, overrides: list[str] = ()) -> Config:
             if isinstance(raw[section], dict):
                 raw[section][name] = value
         if overrides:
-            source += " with --set " + " ".join(overrides)
+            source += " with --set overrides"
     return from_dict(raw, source)
 
 

@@ -14,6 +14,7 @@ checkpoint handed over by someone else cannot run code.
 import json
 import os
 import pickle
+import shutil
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +55,16 @@ def new_run_dir(config: Config, name: str | None) -> Path:
     return run_dir
 
 
+def discard_run(run_dir: Path) -> None:
+    """Remove a run that never reached its first checkpoint, and runs/ if that leaves it empty,
+    so a failed start leaves nothing behind."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        run_dir.parent.rmdir()
+    except OSError:
+        pass  # not empty: other runs live there
+
+
 def mark_latest(run_dir: Path) -> None:
     """runs/latest is a one-line file naming the newest run (a file, not a symlink, so it
     works on every file system)."""
@@ -83,11 +94,14 @@ def save_checkpoint(payload: dict, path: Path) -> None:
     """Write to a temporary file in the same folder, fsync, then rename: a crash or kill -9
     at any moment leaves either the old checkpoint or the new one, never half of one."""
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

@@ -1,0 +1,191 @@
+"""Bad input gets one clear line and the right exit code and writes nothing; interruption loses
+nothing; checkpoints cannot run code."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_MOONS
+from vae_cli import models, runs
+
+TINY = [a for o in TINY_MOONS for a in ("--set", o)]
+
+
+def assert_clean_failure(result, code, message):
+    assert result.exit_code == code, result.output
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model: [1\n", "not valid YAML"),
+    ("just a string\n", "a config must be a mapping"),
+    ("model:\n  latnt_dim: 2\n", "did you mean 'model.latent_dim'"),
+    ("model:\n  latent_dim: two\n", "model.latent_dim must be an integer >= 1, got 'two'"),
+    ("train:\n  lr: -1\n", "train.lr must be a number > 0"),
+])
+def test_bad_config_files(vae, runs_dir, tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    assert_clean_failure(vae("train", "--config", tmp_path / "bad.yaml"), 2, message)
+    assert not runs_dir.exists()
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["train", "--config", "nope.yaml"], 2, "config file nope.yaml does not exist"),
+    (["train", "--set", "train.epoch=2"], 2, "did you mean 'train.epochs'"),
+    (["train", "--set", "train.epochs=-1"], 2, "train.epochs must be an integer >= 1"),
+    (["train", "--set", "train.epochs"], 2, "expected KEY=VALUE"),
+    (["train", "--set", "data.name=mnist", "--set", "data.root=empty"], 1, "put the four *-ubyte.gz files there"),
+    (["train", "--set", "data.name=folder", "--set", "data.path=."], 1, "holds 0 readable image"),
+    (["sample"], 1, "no runs yet"),
+    (["sample", "--run", "nowhere"], 1, "run directory nowhere does not exist"),
+    (["eval", "--run", "."], 1, "no checkpoint at"),
+    (["sample", "--n", "0"], 2, "'--n': Input should be greater than or equal to 1"),
+    (["interpolate", "a.png", "b.png", "--steps", "-3"], 2, "'--steps': Input should be greater than or equal to 2"),
+])
+def test_bad_command_lines(vae, runs_dir, monkeypatch, args, code, message):
+    # Offline stand-in: the MNIST download must fail without touching the network.
+    monkeypatch.setattr("torchvision.datasets.MNIST.mirrors", ["http://127.0.0.1:9/"])
+    Path("empty").mkdir()
+    result = vae(*args)
+    assert result.exit_code == code, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+    assert not runs_dir.exists()
+
+
+@pytest.fixture
+def trained(vae, runs_dir):
+    assert vae("train", *TINY, "--set", "train.epochs=1", "--name", "ok").exit_code == 0
+    return runs_dir / "ok"
+
+
+def test_checkpoint_of_another_model(vae, trained):
+    path = trained / "checkpoints" / "best.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["config"]["model"]["latent_dim"] = 7
+    torch.save(checkpoint, path)
+    assert_clean_failure(vae("sample", "--run", trained), 1, "do not fit the model its config describes")
+
+
+def test_truncated_checkpoint(vae, trained):
+    path = trained / "checkpoints" / "best.pt"
+    path.write_bytes(path.read_bytes()[:1000])
+    assert_clean_failure(vae("sample", "--run", trained), 1, "is not a readable checkpoint")
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_malicious_pickle_is_refused_and_runs_nothing(vae, trained, tmp_path):
+    with open(trained / "checkpoints" / "best.pt", "wb") as handle:
+        pickle.dump({"format": "vae-cli/1", "model": RunsCode()}, handle)
+    assert_clean_failure(vae("sample", "--run", trained), 1, "refused unread (it could run code)")
+    assert not (tmp_path / "pwned").exists()
+    # torch.save'd file with an object inside: refused the same way
+    torch.save({"format": "vae-cli/1", "model": RunsCode()}, trained / "checkpoints" / "best.pt")
+    assert_clean_failure(vae("sample", "--run", trained), 1, "refused unread")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_debug_shows_the_traceback(vae, runs_dir):
+    result = vae("--debug", "sample", "--run", "nowhere")
+    assert result.exit_code == 1 and "Traceback" in result.output
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint(trained, monkeypatch):
+    path = trained / "checkpoints" / "last.pt"
+    before = path.read_bytes()
+
+    def dies_halfway(obj, handle):
+        handle.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(OSError):
+        runs.save_checkpoint({"model": {}}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt", "last.pt"]  # no temporary left
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(vae, runs_dir, monkeypatch):
+    honest = models.VAE.losses
+    calls = {"n": 0}
+
+    def poisoned(self, x):
+        recon, kl, log_scale = honest(self, x)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 8 + 3:  # epoch 2 (8 steps per epoch), step 3
+                recon = recon * float("nan")
+        return recon, kl, log_scale
+    monkeypatch.setattr(models.VAE, "losses", poisoned)
+    result = vae("train", *TINY, "--set", "train.epochs=3", "--name", "nan")
+    assert_clean_failure(result, 1, "at epoch 2 step 3")
+    assert "lower train.lr" in result.output
+    last = torch.load(runs_dir / "nan/checkpoints/last.pt", weights_only=True)
+    assert last["epoch"] == 1 and all(torch.isfinite(t).all() for t in last["model"].values())
+    assert (runs_dir / "latest").read_text().strip() == "nan"
+
+
+def weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def comparable(metrics: list[dict]) -> list[dict]:
+    return [{k: v for k, v in m.items() if k not in ("seconds", "images_per_s")} for m in metrics]
+
+
+def test_resume_after_epoch_2_equals_an_uninterrupted_run_bit_for_bit(vae, runs_dir):
+    assert vae("train", *TINY, "--set", "train.epochs=4", "--name", "straight").exit_code == 0
+    assert vae("train", *TINY, "--set", "train.epochs=2", "--name", "split").exit_code == 0
+    result = vae("train", "--resume", runs_dir / "split", "--set", "train.epochs=4")
+    assert result.exit_code == 0, result.output
+    a, b = weights(runs_dir / "straight"), weights(runs_dir / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert comparable(runs.read_metrics(runs_dir / "straight")) == comparable(runs.read_metrics(runs_dir / "split"))
+
+
+def test_resume_refuses_changes_that_would_alter_the_run(vae, trained):
+    assert_clean_failure(vae("train", "--resume", trained, "--set", "train.lr=0.1"), 2,
+                         "cannot change on --resume")
+
+
+def vae_process(runs_dir: Path, *args) -> subprocess.Popen:
+    env = {**os.environ, "VAE_RUNS": str(runs_dir)}
+    return subprocess.Popen([sys.executable, "-m", "vae_cli", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_epoch_saves_and_resume_finishes_identically(runs_dir, sig):
+    longer = ["--set", "data.train_size=4096", "--set", "model.hidden=[256]", "--set", "train.batch_size=16",
+              "--set", "data.test_size=128", "--set", "train.epochs=3"]
+    straight = vae_process(runs_dir, "train", *longer, "--name", "straight")
+    assert straight.wait(timeout=300) == 0, straight.stdout.read()
+
+    interrupted = vae_process(runs_dir, "train", *longer, "--name", "cut")
+    deadline = time.time() + 120
+    while not (runs_dir / "cut" / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # well inside epoch 2 (about 1 s long)
+    interrupted.send_signal(sig)
+    output = interrupted.communicate(timeout=60)[0]
+    assert interrupted.returncode == 130, output
+    assert "resume with: vae train --resume" in output
+    saved = torch.load(runs_dir / "cut/checkpoints/last.pt", weights_only=True)
+    assert saved["epoch"] == 1 and 0 < saved["step"] < 256, (saved["epoch"], saved["step"])
+
+    resumed = vae_process(runs_dir, "train", "--resume", runs_dir / "cut")
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
+    a, b = weights(runs_dir / "straight"), weights(runs_dir / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert comparable(runs.read_metrics(runs_dir / "straight")) == comparable(runs.read_metrics(runs_dir / "cut"))
