@@ -17,7 +17,8 @@ from rich.table import Table
 
 from . import config as config_module
 from . import data as data_module
-from . import evaluation, latent, moons, runs, training
+from . import compare as compare_module
+from . import evaluation, latent, moons, plots, runs, training
 from .console import console, err_console, warn
 from .errors import UsageError, VaeError
 from .images import PIL_MODES, read_image, save_gif, save_grid
@@ -240,3 +241,43 @@ def evaluation_table(report: dict) -> Table:
     if "active_units" in report:
         table.add_row("latent dims", str(len(report["kl_per_dim"])))
     return table
+
+
+@app.command()
+@friendly_errors
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Finished run directories on the same dataset.")],
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("compare.png"),
+    k: Annotated[int, typer.Option("--k", min=1, help="Importance samples per image for the VAEs' NLL.")] = 100,
+    images: Annotated[int, typer.Option(min=2, help="Test images the numbers are measured on.")] = 1000,
+    pair: Annotated[tuple[int, int], typer.Option(help="Test images to interpolate between.")] = (0, 1),
+):
+    """Put runs side by side: a table of test numbers and one picture of reconstructions,
+    random samples and an interpolation per run."""
+    rows = compare_module.compare(run_dirs, out, k, images, pair)
+    table = Table(title=f"first {images} test images, per image; -ELBO and NLL in nats, "
+                        f"undefined (-) for deterministic codes")
+    columns = [("run", "run", "{}"), ("kind", "kind", "{}"), ("latent", "latent_dim", "{}"),
+               ("sq. error", "squared_error", "{:.2f}"), ("-ELBO", "neg_elbo", "{:.2f}"),
+               (f"NLL k={k}", "nll", "{:.2f}"), ("post. scale", "mean_posterior_scale", "{:.3f}"),
+               ("active", "active_units", "{}")]
+    for title, _, _ in columns:
+        table.add_column(title, justify="left" if title in ("run", "kind") else "right")
+    for row in rows:
+        table.add_row(*(fmt.format(row[key]) if key in row else "-" for _, key, fmt in columns))
+    console.print(table)
+    console.print(f"wrote {out}")
+
+
+@app.command()
+@friendly_errors
+def plot(
+    run: RunOption = None,
+    image: Annotated[int, typer.Option(min=0, help="Test image whose code the traversals start from.")] = 0,
+):
+    """Pictures of the latent space: traversals (any code size), and for 2-D codes the decoded
+    manifold and a scatter of the test set's codes coloured by label."""
+    run_dir = runs.resolve_run(run)
+    run_config, model, _ = runs.load_model(run_dir)
+    for path in plots.plot_run(run_dir, run_config, model, image):
+        console.print(f"wrote {path}")

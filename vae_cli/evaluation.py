@@ -74,14 +74,16 @@ def evaluate(model, images: torch.Tensor, k: int, batch_size: int, bits_offset_p
     bits_offset_per_dim is added to the NLL per dimension before converting to bits: 0 for
     Bernoulli pixels, log 256 for a Gaussian density on pixels scaled to [0, 1], which turns it
     into a density on the 0..255 scale (the usual discretisation correction)."""
-    neg_elbo, nll, kl, means = [], [], [], []
+    neg_elbo, nll, kl, means, scales = [], [], [], [], []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
         log_w, kl_per_dim = log_weights(model, x, k)
         neg_elbo.append(-log_w.double().mean(0))
         nll.append(iwae_nll(log_w))
         kl.append(kl_per_dim.double())
-        means.append(model.encode(x)[0].double())
+        mean, log_scale = model.encode(x)
+        means.append(mean.double())
+        scales.append(log_scale.double().exp())
         on_batch(len(x))
     neg_elbo, nll, kl, means = torch.cat(neg_elbo), torch.cat(nll), torch.cat(kl), torch.cat(means)
     dims = images[0].numel()
@@ -92,6 +94,7 @@ def evaluate(model, images: torch.Tensor, k: int, batch_size: int, bits_offset_p
         "kl": float(kl.sum(1).mean()), "nll": float(nll.mean()),
         "bits_per_dim": float((nll.mean() / dims + bits_offset_per_dim) / math.log(2)),
         "active_units": int((variance > ACTIVE_UNIT_VARIANCE).sum()),
+        "mean_posterior_scale": float(torch.cat(scales).mean()),
         "kl_per_dim": [round(v, 4) for v in kl.mean(0).tolist()],
         "posterior_mean_variance": [round(v, 4) for v in variance.tolist()],
     }

@@ -31,3 +31,39 @@ def interpolation_strip(model, a: torch.Tensor, b: torch.Tensor, steps: int, met
     """Decoded images along the path between the posterior means of images a and b: (steps, C, H, W)."""
     codes = model.encode(torch.stack([a, b]))[0]
     return model.decode_image(interpolate_codes(codes[0], codes[1], steps, method))
+
+
+def gaussian_quantiles(n: int, device=None) -> torch.Tensor:
+    """n evenly spaced quantiles of N(0, 1), from the 5% to the 95% point."""
+    return torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n, device=device))
+
+
+@torch.inference_mode()
+def manifold(model, per_side: int = 20) -> torch.Tensor:
+    """Decoded images of a regular grid of 2-D codes placed at Gaussian quantiles, rows from
+    high to low second coordinate: (per_side², C, H, W)."""
+    q = gaussian_quantiles(per_side)
+    grid = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
+    return model.decode_image(model.codes_from_normal(grid.to(next(model.buffers()).device)))
+
+
+@torch.inference_mode()
+def code_variance(model, images: torch.Tensor) -> torch.Tensor:
+    """Variance over `images` of each code dimension's mean: how much a dimension is used."""
+    return model.encode(images)[0].var(0)
+
+
+@torch.inference_mode()
+def traversals(model, image: torch.Tensor, dims: list[int], steps: int = 9) -> torch.Tensor:
+    """For each dimension in `dims`, decoded codes that vary that one dimension from the 5%
+    to the 95% point of its (prior or training-code) distribution around the code of `image`:
+    (len(dims), steps, C, H, W)."""
+    code = model.encode(image.unsqueeze(0))[0]
+    rows = []
+    for dim in dims:
+        noise = torch.zeros(steps, code.shape[1], device=code.device)
+        noise[:, dim] = gaussian_quantiles(steps, code.device)
+        codes = code.repeat(steps, 1)
+        codes[:, dim] = model.codes_from_normal(noise)[:, dim]
+        rows.append(model.decode_image(codes))
+    return torch.stack(rows)

@@ -5,7 +5,8 @@ All three share one interface so training, sampling and pictures treat them alik
   decode(code) -> output            likelihood parameters (logits or pixel means)
   decode_image(code) -> images      pixels in [0, 1], for pictures
   losses(x) -> (recon, kl, log_scale)  per-image nats, for training and evaluation
-  sample_codes(n, ...) -> codes     codes to decode into new images (after prepare_sampling)
+  codes_from_normal(noise) -> codes standard-normal noise mapped to decodable codes
+  sample_codes(n, ...) -> codes     random codes to decode into new images
 """
 
 import math
@@ -71,10 +72,14 @@ class CodeSpread(nn.Module):
         self.code_mean.copy_(codes.mean(0))
         self.code_std.copy_(codes.std(0))
 
+    def codes_from_normal(self, noise: torch.Tensor) -> torch.Tensor:
+        """Map standard-normal noise to codes of the kind the model decodes."""
+        return self.code_mean + self.code_std * noise
+
     def sample_codes(self, n: int, generator: torch.Generator | None = None,
                      temperature: float = 1.0) -> torch.Tensor:
-        noise = torch.randn(n, len(self.code_mean), generator=generator).to(self.code_mean.device)
-        return self.code_mean + temperature * self.code_std * noise
+        noise = torch.randn(n, self.latent_dim, generator=generator).to(self.code_mean.device)
+        return self.codes_from_normal(temperature * noise)
 
 
 class Autoencoder(CodeSpread):
@@ -124,9 +129,8 @@ class VAE(Autoencoder):
     def prepare_sampling(self, images, batch_size=1000):
         """Nothing to measure: a VAE samples from its prior N(0, I)."""
 
-    def sample_codes(self, n, generator=None, temperature=1.0):
-        noise = torch.randn(n, self.latent_dim, generator=generator)
-        return temperature * noise.to(self.code_mean.device)
+    def codes_from_normal(self, noise):
+        return noise  # the prior is N(0, I) itself
 
 
 class PCA(CodeSpread):

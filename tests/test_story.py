@@ -1,0 +1,85 @@
+"""The article's story: PCA, autoencoder and VAE side by side, and the latent pictures."""
+
+import json
+
+import torch
+from PIL import Image
+
+from conftest import TINY_MOONS
+from vae_cli import config, models, runs
+
+
+def train(vae, name, *overrides):
+    args = [a for o in (*TINY_MOONS, *overrides) for a in ("--set", o)]
+    result = vae("train", *args, "--name", name)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_pca_is_the_best_linear_reconstruction(vae, runs_dir):
+    train(vae, "pca", "model.kind=pca", "model.latent_dim=5")
+    _, model, _ = runs.load_model(runs_dir / "pca")
+    components = model.components
+    assert torch.allclose(components.T @ components, torch.eye(5), atol=1e-4)  # orthonormal W
+    record = runs.read_metrics(runs_dir / "pca")[0]
+    # A random orthonormal basis of the same size reconstructs worse than the principal one.
+    random_basis, _ = torch.linalg.qr(torch.randn(784, 5))
+    from vae_cli import data
+    test = data.load(config.load(runs_dir / "pca" / "config.yaml").data).test
+    centred = test.flatten(1) - model.pixel_mean
+    random_error = float(((centred @ random_basis @ random_basis.T - centred) ** 2).sum(1).mean())
+    assert record["test_squared_error"] < random_error
+
+
+def test_no_kl_collapses_the_noise_scale(vae, runs_dir):
+    longer = ("data.train_size=2048", "train.batch_size=32", "train.epochs=5")
+    train(vae, "nokl", "model.beta=0", *longer)
+    train(vae, "kl", *longer)
+    collapsing = [m["test_mean_log_scale"] for m in runs.read_metrics(runs_dir / "nokl")]
+    kept = [m["test_mean_log_scale"] for m in runs.read_metrics(runs_dir / "kl")]
+    print("mean posterior log-scale per epoch, beta=0:", collapsing, "beta=1:", kept)
+    assert all(a > b for a, b in zip(collapsing[1:], collapsing[2:]))  # falls every epoch after the first
+    assert collapsing[-1] < collapsing[0] - 2
+    assert collapsing[-1] < kept[-1] - 1
+
+
+def test_sampling_works_for_every_kind(vae, runs_dir):
+    for kind in ("pca", "ae", "vae"):
+        train(vae, kind, f"model.kind={kind}", "train.epochs=1")
+        result = vae("sample", "--n", 4, "--run", runs_dir / kind)
+        assert result.exit_code == 0, result.output
+    _, ae, _ = runs.load_model(runs_dir / "ae")
+    assert ae.code_std.max() > 0 and not torch.allclose(ae.code_std, torch.ones_like(ae.code_std))
+
+
+def test_compare_table_and_picture(vae, runs_dir, tmp_path):
+    for kind in ("pca", "ae", "vae"):
+        train(vae, kind, f"model.kind={kind}", "train.epochs=1")
+    result = vae("compare", runs_dir / "pca", runs_dir / "ae", runs_dir / "vae", "--k", 5,
+                 "--images", 50, "--out", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("│")]
+    assert [line.split("│")[1].strip() for line in lines] == ["pca", "ae", "vae"]
+    assert lines[0].count(" - ") >= 3 and " - " not in lines[2]  # NLL undefined for pca, defined for vae
+    width, height = Image.open(tmp_path / "c.png").size
+    assert height == 2 * 32 * (1 + 3 * 3)  # test images + 3 rows per run, drawn twice as large
+
+
+def test_compare_refuses_different_datasets(vae, runs_dir, tmp_path):
+    train(vae, "a", "train.epochs=1")
+    train(vae, "b", "train.epochs=1", "data.image_size=16")
+    result = vae("compare", runs_dir / "a", runs_dir / "b", "--out", tmp_path / "c.png")
+    assert result.exit_code == 2 and "different data" in result.output
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_plot_writes_manifold_scatter_and_traversals(vae, runs_dir):
+    train(vae, "two", "model.latent_dim=2", "train.epochs=2")
+    result = vae("plot")
+    assert result.exit_code == 0, result.output
+    assert Image.open(runs_dir / "two" / "latent_manifold.png").size == (20 * 30 + 2,) * 2
+    assert Image.open(runs_dir / "two" / "latent_scatter.png").mode == "RGB"
+    train(vae, "four", "train.epochs=1")
+    assert vae("plot").exit_code == 0
+    assert not (runs_dir / "four" / "latent_manifold.png").exists()
+    assert (runs_dir / "four" / "latent_traversals.png").is_file()

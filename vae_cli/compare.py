@@ -1,0 +1,49 @@
+"""`vae compare`: finished runs side by side on the same test images and the same random codes."""
+
+import math
+from pathlib import Path
+
+import torch
+
+from . import data as data_module
+from . import evaluation, latent, runs
+from .errors import UsageError
+from .images import save_labeled_rows
+
+SHOWN = 10
+SAMPLE_SEED = 0
+
+
+def load_runs(run_dirs: list[Path]):
+    loaded = [(run_dir, *runs.load_model(run_dir)[:2]) for run_dir in run_dirs]
+    shapes = {(c.data.name, c.data.image_size, c.data.channels) for _, c, _ in loaded}
+    if len(shapes) > 1:
+        raise UsageError(f"these runs use different data ({', '.join(sorted(map(str, shapes)))}): "
+                         f"compare runs of one dataset")
+    return loaded
+
+
+@torch.inference_mode()
+def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[int, int]) -> list[dict]:
+    """One row of numbers per run and one picture: per run, reconstructions of the same test
+    images, samples decoded from the same noise, and the same pair of images interpolated."""
+    loaded = load_runs(run_dirs)
+    test = data_module.load(loaded[0][1].data).test
+    measured = test[:n_images]
+    rows, picture = [], [("test images", test[:SHOWN])]
+    for run_dir, run_config, model in loaded:
+        row = {"run": run_dir.name, "kind": run_config.model.kind, "latent_dim": run_config.model.latent_dim,
+               "squared_error": evaluation.squared_error(model, measured)}
+        if run_config.model.kind == "vae":
+            offset = math.log(256) if run_config.model.likelihood == "gaussian" else 0.0
+            report = evaluation.evaluate(model, measured, k, 100, offset)
+            row |= {key: report[key] for key in ("neg_elbo", "nll", "mean_posterior_scale", "active_units")}
+        rows.append(row)
+        a, b = test[pair[0]], test[pair[1]]
+        picture += [
+            (f"{run_dir.name}\nreconstructions", model.decode_image(model.encode(test[:SHOWN])[0])),
+            (f"{run_dir.name}\nrandom codes", latent.sample_images(model, SHOWN, SAMPLE_SEED)),
+            (f"{run_dir.name}\ninterpolation", latent.interpolation_strip(model, a, b, SHOWN, "linear")),
+        ]
+    save_labeled_rows(picture, out)
+    return rows

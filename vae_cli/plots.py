@@ -1,0 +1,42 @@
+"""`vae plot`: pictures of a trained model's latent space, written into its run folder."""
+
+from pathlib import Path
+
+import torch
+
+from . import data as data_module
+from . import latent
+from .images import save_grid, save_labeled_rows, save_scatter
+
+SCATTER_POINTS = 5000
+TRAVERSED_DIMS = 10
+PHASE_BINS = 5
+
+
+def label_classes(labels: torch.Tensor) -> tuple[list[int], list[str]]:
+    """Class index per point and legend names: integer labels as they are, continuous labels
+    (the moons' phases) in equal bins."""
+    if labels.dtype.is_floating_point:
+        bins = (labels * PHASE_BINS).long().clamp(0, PHASE_BINS - 1)
+        names = [f"phase {i / PHASE_BINS:.1f}-{(i + 1) / PHASE_BINS:.1f}" for i in range(PHASE_BINS)]
+        return bins.tolist(), names
+    classes = sorted(set(labels.tolist()))
+    return [classes.index(v) for v in labels.tolist()], [str(c) for c in classes]
+
+
+@torch.inference_mode()
+def plot_run(run_dir: Path, run_config, model, image_index: int = 0) -> list[Path]:
+    data = data_module.load(run_config.data)
+    test, labels = data.test[:SCATTER_POINTS], data.test_labels[:SCATTER_POINTS]
+    written = []
+    if run_config.model.latent_dim == 2:
+        written.append(save_grid(latent.manifold(model), run_dir / "latent_manifold.png", columns=20))
+        colors, legend = label_classes(labels)
+        written.append(save_scatter(model.encode(test)[0], colors, legend, run_dir / "latent_scatter.png"))
+    variance = latent.code_variance(model, test)
+    dims = variance.argsort(descending=True)[:TRAVERSED_DIMS].tolist()
+    rows = latent.traversals(model, test[image_index], dims)
+    written.append(save_labeled_rows(
+        [(f"dim {d}\nvar {variance[d]:.2f}", row) for d, row in zip(dims, rows)],
+        run_dir / "latent_traversals.png"))
+    return written
