@@ -1,6 +1,7 @@
 import math
 
 import torch
+import torch.nn.functional as F
 
 from vae_cli.objectives import Bernoulli, Gaussian, kl_to_standard_normal, log_normal
 
@@ -35,3 +36,18 @@ def test_kl_matches_monte_carlo_expectation():
 def test_kl_grows_without_bound_as_the_noise_collapses():
     values = [float(kl_to_standard_normal(torch.tensor(0.0), torch.tensor(s))) for s in (-1.0, -5.0, -20.0)]
     assert values[0] < values[1] < values[2] and values[2] > 18
+
+
+def test_bernoulli_nll_matches_pytorch_in_value_and_gradient():
+    torch.manual_seed(0)
+    logits = (5 * torch.randn(16, 1, 28, 28, dtype=torch.float64)).requires_grad_()
+    x = torch.rand(16, 1, 28, 28, dtype=torch.float64)
+    ours = Bernoulli().nll(logits, x)
+    reference = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    assert torch.allclose(ours, reference, atol=1e-9)
+    weights = torch.rand(16, dtype=torch.float64)
+    (our_grad,) = torch.autograd.grad((ours * weights).sum(), logits)
+    (reference_grad,) = torch.autograd.grad((reference * weights).sum(), logits)
+    assert torch.allclose(our_grad, reference_grad, atol=1e-12)
+    extreme = torch.tensor([[-100.0, 100.0, 0.0]])
+    assert torch.isfinite(Bernoulli().nll(extreme, torch.tensor([[1.0, 0.0, 1.0]]))).all()

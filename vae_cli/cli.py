@@ -18,7 +18,7 @@ from rich.table import Table
 from . import config as config_module
 from . import data as data_module
 from . import compare as compare_module
-from . import evaluation, latent, moons, plots, runs, training
+from . import distributed, evaluation, latent, moons, plots, runs, training
 from .console import console, err_console, warn
 from .errors import UsageError, VaeError
 from .images import PIL_MODES, read_image, save_gif, save_grid
@@ -81,21 +81,29 @@ def train(
             section, field = key.split(".")
             raw[section][field] = value
         run_config = config_module.from_dict(raw, f"{resume} with --set overrides")
-        run_dir = resume
-        console.print(f"resuming {run_dir} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['step']}")
     else:
         run_config = config_module.load(config, overrides)
         checkpoint = None
-        run_dir = runs.new_run_dir(run_config, name)
-        console.print(f"run directory: {run_dir}")
-    config_module.save(run_config, run_dir / "config.yaml")
+    world = distributed.start(run_config.train.device)
+    console.quiet = not world.is_main  # under torchrun, rank 0 speaks for all
     try:
-        training.train(run_config, run_dir, resume=checkpoint)
+        if resume is not None:
+            run_dir = resume
+            console.print(f"resuming {run_dir} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['step']}")
+        else:
+            run_dir = Path(world.broadcast(str(runs.new_run_dir(run_config, name)) if world.is_main else None))
+            console.print(f"run directory: {run_dir}")
+        if world.is_main:
+            config_module.save(run_config, run_dir / "config.yaml")
+        try:
+            training.train(run_config, run_dir, resume=checkpoint, world=world)
+        finally:
+            if world.is_main and (run_dir / "checkpoints" / "last.pt").exists():
+                runs.mark_latest(run_dir)
+            elif world.is_main and checkpoint is None:
+                runs.discard_run(run_dir)
     finally:
-        if (run_dir / "checkpoints" / "last.pt").exists():
-            runs.mark_latest(run_dir)
-        elif checkpoint is None:
-            runs.discard_run(run_dir)
+        distributed.stop(world)
     console.print(f"done: {run_dir}  (checkpoints, metrics.jsonl, pictures)")
 
 

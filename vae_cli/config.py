@@ -66,11 +66,12 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = option(20, "passes over the training set", minimum=1)
-    batch_size: int = option(128, "images per optimizer step", minimum=1)
+    batch_size: int = option(128, "images per optimizer step (the global batch under torchrun)", minimum=1)
     lr: float = option(1e-3, "Adam learning rate", above=0.0)
     seed: int = option(0, "seed for data order, noise, initialisation and pictures", minimum=0)
     device: str = option("auto", "auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps")
-    precision: str = option("fp32", "fp32, or bf16 autocast", choices=("fp32", "bf16"))
+    precision: str = option("fp32", "fp32, or autocast to bf16 (CPU or GPU) or fp16 (GPU, with a gradient scaler)",
+                            choices=("fp32", "bf16", "fp16"))
     compile: bool = option(False, "torch.compile the model")
     threads: int = option(0, "CPU threads (0 = one per physical core)", minimum=0)
 

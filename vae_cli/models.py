@@ -4,7 +4,7 @@ All three share one interface so training, sampling and pictures treat them alik
   encode(x) -> (mean, log_scale)    the code; log_scale is None for deterministic codes
   decode(code) -> output            likelihood parameters (logits or pixel means)
   decode_image(code) -> images      pixels in [0, 1], for pictures
-  losses(x) -> (recon, kl, log_scale)  per-image nats, for training and evaluation
+  losses(x, noise) -> (recon, kl, log_scale)  per-image nats, for training and evaluation
   codes_from_normal(noise) -> codes standard-normal noise mapped to decodable codes
   sample_codes(n, ...) -> codes     random codes to decode into new images
 """
@@ -102,10 +102,15 @@ class Autoencoder(CodeSpread):
     def decode_image(self, code):
         return self.likelihood.mean(self.decode(code))
 
-    def losses(self, x):
+    def losses(self, x, noise=None):
         code, _ = self.encode(x)
         recon = self.likelihood.nll(self.decode(code), x)
         return recon, torch.zeros_like(recon), None
+
+    def forward(self, x, noise=None):
+        """The training loss terms; `forward` so that DistributedDataParallel and torch.compile,
+        which wrap a module's forward, see the whole computation."""
+        return self.losses(x, noise)
 
 
 class VAE(Autoencoder):
@@ -119,9 +124,12 @@ class VAE(Autoencoder):
         mean, log_scale = self.encoder(x).chunk(2, dim=1)
         return mean, log_scale
 
-    def losses(self, x):
+    def losses(self, x, noise=None):
+        """noise ~ N(0, I) for the code, drawn here unless the caller supplies it."""
         mean, log_scale = self.encode(x)
-        code = mean + torch.exp(log_scale) * torch.randn_like(mean)
+        if noise is None:
+            noise = torch.randn_like(mean)
+        code = mean + torch.exp(log_scale) * noise
         recon = self.likelihood.nll(self.decode(code), x)
         kl = kl_to_standard_normal(mean, log_scale).sum(1)
         return recon, kl, log_scale
