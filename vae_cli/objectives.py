@@ -24,14 +24,16 @@ class BernoulliNLL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, x):
         ctx.save_for_backward(logits, x)
-        per_pixel = logits.clamp_min(0) - logits * x + torch.log(1 + torch.exp(-logits.abs()))
+        # In place after the first op: each pass over the pixels reuses one buffer.
+        per_pixel = logits.abs().neg_().exp_().add_(1).log_()
+        per_pixel += logits.clamp_min(0)
+        per_pixel.addcmul_(logits, x, value=-1)
         return per_pixel.flatten(1).sum(1)
 
     @staticmethod
     def backward(ctx, grad):
         logits, x = ctx.saved_tensors
-        grad = grad.view(-1, *[1] * (logits.dim() - 1))
-        return (torch.sigmoid(logits) - x) * grad, None
+        return torch.sigmoid(logits).sub_(x).mul_(grad.view(-1, *[1] * (logits.dim() - 1))), None
 
 
 class Bernoulli(nn.Module):
