@@ -264,16 +264,17 @@ def compare(
     random samples and an interpolation per run."""
     rows = compare_module.compare(run_dirs, out, k, images, pair)
     table = Table(title=f"first {images} test images, per image; -ELBO and NLL in nats, "
-                        f"undefined (-) for deterministic codes")
+                        f"undefined (-) for deterministic codes", title_justify="left")
     columns = [("run", "run", "{}"), ("kind", "kind", "{}"), ("latent", "latent_dim", "{}"),
                ("sq. error", "squared_error", "{:.2f}"), ("-ELBO", "neg_elbo", "{:.2f}"),
                (f"NLL k={k}", "nll", "{:.2f}"), ("post. scale", "mean_posterior_scale", "{:.3f}"),
                ("active", "active_units", "{}")]
     for title, _, _ in columns:
-        table.add_column(title, justify="left" if title in ("run", "kind") else "right")
+        table.add_column(title, justify="left" if title in ("run", "kind") else "right", no_wrap=title == "run",
+                         min_width=max(len(row["run"]) for row in rows) if title == "run" else None)
     for row in rows:
         table.add_row(*(fmt.format(row[key]) if key in row else "-" for _, key, fmt in columns))
-    console.print(table)
+    console.print(table, width=None if console.is_terminal else 120)  # logs and pipes get the full table
     console.print(f"wrote {out}")
 
 
