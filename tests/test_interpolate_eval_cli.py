@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from conftest import TINY_MOONS
-from vae_cli import config, latent, moons, runs
+from vae_cli import latent, moons, runs
 from vae_cli.images import read_image
 
 CONFIGS = Path(__file__).parents[1] / "configs"

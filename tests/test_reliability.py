@@ -156,7 +156,7 @@ def test_resume_after_epoch_2_equals_an_uninterrupted_run_bit_for_bit(vae, runs_
 
 def test_resume_refuses_changes_that_would_alter_the_run(vae, trained):
     assert_clean_failure(vae("train", "--resume", trained, "--set", "train.lr=0.1"), 2,
-                         "cannot change on --resume")
+                         "--set train.lr cannot be changed; only train.device, train.epochs can")
 
 
 def vae_process(runs_dir: Path, *args) -> subprocess.Popen:

@@ -1,12 +1,11 @@
 """The article's story: PCA, autoencoder and VAE side by side, and the latent pictures."""
 
-import json
 
 import torch
 from PIL import Image
 
 from conftest import TINY_MOONS
-from vae_cli import config, models, runs
+from vae_cli import config, data, runs
 
 
 def train(vae, name, *overrides):
@@ -24,7 +23,6 @@ def test_pca_is_the_best_linear_reconstruction(vae, runs_dir):
     record = runs.read_metrics(runs_dir / "pca")[0]
     # A random orthonormal basis of the same size reconstructs worse than the principal one.
     random_basis, _ = torch.linalg.qr(torch.randn(784, 5))
-    from vae_cli import data
     test = data.load(config.load(runs_dir / "pca" / "config.yaml").data).test
     centred = test.flatten(1) - model.pixel_mean
     random_error = float(((centred @ random_basis @ random_basis.T - centred) ** 2).sum(1).mean())

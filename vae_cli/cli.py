@@ -28,7 +28,6 @@ app = typer.Typer(help="Train, evaluate and sample Variational Autoencoders (and
                   pretty_exceptions_enable=False)
 
 DEBUG = {"on": bool(os.environ.get("VAE_DEBUG"))}
-RESUMABLE_KEYS = {"train.epochs", "train.device"}
 
 RunOption = Annotated[Optional[Path], typer.Option("--run", help="Run directory (default: the latest run).")]
 
@@ -72,15 +71,9 @@ def train(
         if config is not None or name is not None:
             raise UsageError("--resume continues a run with its own config and folder: drop --config and --name")
         checkpoint = runs.load_checkpoint(resume / "checkpoints" / "last.pt")
-        raw = checkpoint["config"]
-        for text in overrides:
-            key, value = config_module.parse_override(text)
-            if key not in RESUMABLE_KEYS:
-                raise UsageError(f"--set {key} cannot change on --resume (it would change the run); "
-                                 f"allowed: {', '.join(sorted(RESUMABLE_KEYS))}")
-            section, field = key.split(".")
-            raw[section][field] = value
-        run_config = config_module.from_dict(raw, f"{resume} with --set overrides")
+        # Anything but the length of the run and the device would make the resumed run a different one.
+        run_config = config_module.with_overrides(checkpoint["config"], overrides, f"--resume {resume}",
+                                                  allowed={"train.epochs", "train.device"})
     else:
         run_config = config_module.load(config, overrides)
         checkpoint = None

@@ -253,13 +253,14 @@ def read_yaml(path: Path):
         raise ConfigError(f"{path}: not valid YAML{line}: fix the syntax") from None
 
 
-def load(path: Path | None = None, overrides: list[str] = ()) -> Config:
-    """The config from `path` (defaults if None) with `--set` overrides applied, validated."""
-    raw = read_yaml(path) if path is not None else {}
-    source = str(path) if path is not None else "default config"
+def with_overrides(raw, overrides: list[str], source: str, allowed: set[str] | None = None) -> Config:
+    """A validated Config from a parsed mapping with `--set` overrides applied; `allowed`, if
+    given, limits which keys may be overridden (a resumed run may only change a few)."""
     if isinstance(raw, dict):
         for text in overrides:
             key, value = parse_override(text)
+            if allowed is not None and key not in allowed:
+                raise ConfigError(f"{source}: --set {key} cannot be changed; only {', '.join(sorted(allowed))} can")
             section, name = key.split(".")
             if raw.get(section) is None:
                 raw[section] = {}
@@ -268,6 +269,12 @@ def load(path: Path | None = None, overrides: list[str] = ()) -> Config:
         if overrides:
             source += " with --set overrides"
     return from_dict(raw, source)
+
+
+def load(path: Path | None = None, overrides: list[str] = ()) -> Config:
+    """The config from `path` (defaults if None) with `--set` overrides applied, validated."""
+    raw = read_yaml(path) if path is not None else {}
+    return with_overrides(raw, overrides, str(path) if path is not None else "default config")
 
 
 def save(config: Config, path: Path) -> None:
