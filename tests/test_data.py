@@ -54,7 +54,7 @@ def test_missing_mnist_says_where_to_put_it(tmp_path, monkeypatch):
         data.load(config.DataConfig(name="mnist", root=str(tmp_path)))
 
 
-def test_folder_of_mixed_images(tmp_path):
+def test_folder_of_mixed_images(tmp_path, capsys):
     folder = tmp_path / "images"
     (folder / "cats").mkdir(parents=True)
     (folder / "dogs").mkdir()
@@ -66,6 +66,7 @@ def test_folder_of_mixed_images(tmp_path):
     d = data.load(config.DataConfig(name="folder", path=str(folder), image_size=8, channels=3,
                                     test_fraction=0.25))
     assert d.train.shape == (3, 3, 8, 8) and d.test.shape == (1, 3, 8, 8)
+    assert "skipped 1 unreadable image file(s)" in capsys.readouterr().err
     assert sorted(torch.cat([d.train_labels, d.test_labels]).tolist()) == [0, 0, 1, 1]
     red = torch.cat([d.train, d.test])[(torch.cat([d.train_labels, d.test_labels]) == 0)]
     assert any(torch.allclose(img[0], torch.ones(8, 8)) and img[1].max() == 0 for img in red)

@@ -1,10 +1,14 @@
 import json
+from pathlib import Path
 
 import torch
 from PIL import Image
 
 from conftest import TINY_MOONS
 from vae_cli import runs
+from vae_cli.config import all_keys
+
+CONFIGS = Path(__file__).parents[1] / "configs"
 
 
 def set_args(*overrides):
@@ -64,3 +68,19 @@ def test_metrics_lines_are_json(vae, runs_dir):
     assert vae("train", *set_args("train.epochs=1"), "--name", "m").exit_code == 0
     line = json.loads((runs_dir / "m" / "metrics.jsonl").read_text().splitlines()[0])
     assert {"epoch", "train_loss", "test_loss", "test_kl", "test_mean_log_scale", "images_per_s"} <= set(line)
+
+
+def test_keys_lists_every_config_key(vae):
+    result = vae("keys")
+    assert result.exit_code == 0
+    assert all(key in result.output for key in all_keys())
+
+
+def test_mnist_config_end_to_end(vae, runs_dir, mnist_root, monkeypatch):
+    monkeypatch.setenv("VAE_DATA", str(mnist_root))
+    result = vae("train", "--config", CONFIGS / "mnist.yaml", "--set", "train.epochs=1", "--name", "mnist")
+    assert result.exit_code == 0, result.output
+    record = runs.read_metrics(runs_dir / "mnist")[0]
+    # One epoch of the pytorch/examples model reaches a test -ELBO near 129 nats on MNIST.
+    assert 115 < record["test_loss"] < 145, record
+    assert vae("sample", "--n", 16).exit_code == 0

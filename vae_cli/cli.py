@@ -61,7 +61,7 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebac
 @friendly_errors
 def train(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (default: the moons config built in).")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a key, e.g. --set train.epochs=3 (repeatable).")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a key, e.g. --set train.epochs=3 (repeatable; `vae keys` lists them).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder name under runs/ (default: dataset-kind-time).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue this run from its last.pt (only train.epochs and train.device may be --set).")] = None,
 ):
@@ -253,8 +253,10 @@ def compare(
     images: Annotated[int, typer.Option(min=2, help="Test images the numbers are measured on.")] = 1000,
     pair: Annotated[tuple[int, int], typer.Option(help="Test images to interpolate between.")] = (0, 1),
 ):
-    """Put runs side by side: a table of test numbers and one picture of reconstructions,
-    random samples and an interpolation per run."""
+    """Put finished runs side by side on the same test images and random codes.
+
+    Prints a table of test numbers and writes one picture with, per run, reconstructions,
+    random samples and an interpolation."""
     rows = compare_module.compare(run_dirs, out, k, images, pair)
     table = Table(title=f"first {images} test images, per image; -ELBO and NLL in nats, "
                         f"undefined (-) for deterministic codes", title_justify="left")
@@ -277,9 +279,23 @@ def plot(
     run: RunOption = None,
     image: Annotated[int, typer.Option(min=0, help="Test image whose code the traversals start from.")] = 0,
 ):
-    """Pictures of the latent space: traversals (any code size), and for 2-D codes the decoded
-    manifold and a scatter of the test set's codes coloured by label."""
+    """Draw the latent space into the run folder.
+
+    Traversals for any code size; for 2-D codes also the decoded manifold and a scatter of
+    the test set's codes coloured by label."""
     run_dir = runs.resolve_run(run)
     run_config, model, _ = runs.load_model(run_dir)
     for path in plots.plot_run(run_dir, run_config, model, image):
         console.print(f"wrote {path}")
+
+
+@app.command()
+def keys():
+    """List every config key with its default and what it means."""
+    table = Table(title="config keys (YAML sections data, model, train; or --set section.key=value)",
+                  title_justify="left")
+    for column in ("key", "default", "meaning"):
+        table.add_column(column)
+    for key, default, meaning in config_module.describe_keys():
+        table.add_row(key, "null" if default is None else str(default), meaning)
+    console.print(table)

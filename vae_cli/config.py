@@ -93,6 +93,18 @@ def all_keys() -> list[str]:
     return [f"{s}.{f.name}" for s, cls in SECTION_CLASSES.items() for f in dataclasses.fields(cls)]
 
 
+def describe_keys() -> list[tuple[str, object, str]]:
+    """(key, default, help and allowed values) for every config key."""
+    defaults = Config().to_dict()
+    rows = []
+    for section, cls in SECTION_CLASSES.items():
+        types = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            rows.append((f"{section}.{f.name}", defaults[section][f.name],
+                         f"{f.metadata['help']} ({_describe(f, types[f.name])})"))
+    return rows
+
+
 def _unknown_key(key: str, source: str) -> ConfigError:
     close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.5)
     hint = f" (did you mean '{close[0]}'?)" if close else f"; valid keys: {', '.join(all_keys())}"
