@@ -3,7 +3,6 @@ that does the work, and prints where the results went."""
 
 import functools
 import json
-import math
 import os
 import re
 import traceback
@@ -19,9 +18,9 @@ from . import config as config_module
 from . import data as data_module
 from . import compare as compare_module
 from . import distributed, evaluation, latent, moons, plots, runs, training
-from .console import console, err_console, warn
+from .console import console, err_console
 from .errors import UsageError, VaeError
-from .images import PIL_MODES, read_image, save_gif, save_grid
+from .images import save_gif, save_grid
 
 app = typer.Typer(help="Train, evaluate and sample Variational Autoencoders (and the PCA and "
                        "autoencoder they grow from).", no_args_is_help=True, add_completion=False,
@@ -135,29 +134,6 @@ def moon(
     console.print(f"wrote {out}")
 
 
-DATASET_REFERENCE = re.compile(r"^(train|test):(\d+)$")
-MODE_CHANNELS = {"1": 1, "L": 1, "LA": 1, "I": 1, "I;16": 1, "F": 1}
-
-
-def load_input(reference: str, run_config, dataset_cache: dict):
-    """An interpolation input: an image file, converted like the training data, or a dataset
-    reference such as test:7."""
-    match = DATASET_REFERENCE.match(reference)
-    if match and not Path(reference).exists():
-        split, index = match.group(1), int(match.group(2))
-        if "data" not in dataset_cache:
-            dataset_cache["data"] = data_module.load(run_config.data)
-        images, _ = dataset_cache["data"].split(split)
-        if index >= len(images):
-            raise UsageError(f"{reference}: the {split} split has {len(images)} images (0..{len(images) - 1})")
-        return images[index]
-    channels, size = run_config.data.channels, run_config.data.image_size
-    image, mode = read_image(Path(reference), channels, size)
-    if MODE_CHANNELS.get(mode, 3) != channels:
-        warn(f"{reference}: converted {mode} to {PIL_MODES[channels]} to match the model")
-    return image
-
-
 @app.command()
 @friendly_errors
 def interpolate(
@@ -177,8 +153,7 @@ def interpolate(
         raise UsageError(f"--method {method!r}: use one of {', '.join(latent.INTERPOLATIONS)}")
     run_dir = runs.resolve_run(run)
     run_config, model, _ = runs.load_model(run_dir)
-    cache = {}
-    image_a, image_b = load_input(a, run_config, cache), load_input(b, run_config, cache)
+    image_a, image_b = data_module.load_references([a, b], run_config.data)
     path = latent.interpolation_strip(model, image_a, image_b, steps, method)
     out = out or run_dir / f"interpolate_{_slug(a)}_{_slug(b)}_{method}.png"
     console.print(f"wrote {save_grid(torch.cat([image_a[None], path, image_b[None]]), out, columns=steps + 2)}")
@@ -213,10 +188,9 @@ def evaluate(
               "binarize": run_config.data.binarize, "likelihood": run_config.model.likelihood,
               "squared_error": evaluation.squared_error(model, images)}
     if run_config.model.kind == "vae":
-        offset = math.log(256) if run_config.model.likelihood == "gaussian" else 0.0
         with Progress(*Progress.get_default_columns(), console=console, transient=True) as progress:
             task = progress.add_task(f"{split}: {k} samples per image", total=len(images))
-            report |= evaluation.evaluate(model, images, k, batch_size, offset,
+            report |= evaluation.evaluate(model, images, k, batch_size,
                                           on_batch=lambda n: progress.advance(task, n))
     else:
         report["note"] = (f"-ELBO, NLL and bits/dim are undefined for kind={run_config.model.kind}: "

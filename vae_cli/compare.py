@@ -1,6 +1,5 @@
 """`vae compare`: finished runs side by side on the same test images and the same random codes."""
 
-import math
 from pathlib import Path
 
 import torch
@@ -35,8 +34,7 @@ def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[
         row = {"run": run_dir.name, "kind": run_config.model.kind, "latent_dim": run_config.model.latent_dim,
                "squared_error": evaluation.squared_error(model, measured)}
         if run_config.model.kind == "vae":
-            offset = math.log(256) if run_config.model.likelihood == "gaussian" else 0.0
-            report = evaluation.evaluate(model, measured, k, 100, offset)
+            report = evaluation.evaluate(model, measured, k, 100)
             row |= {key: report[key] for key in ("neg_elbo", "nll", "mean_posterior_scale", "active_units")}
         rows.append(row)
         a, b = test[pair[0]], test[pair[1]]

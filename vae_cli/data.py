@@ -6,6 +6,7 @@ of row indices.
 """
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +16,8 @@ from torchvision import datasets
 from . import moons
 from .config import DataConfig
 from .console import warn
-from .errors import VaeError
-from .images import IMAGE_SUFFIXES, read_image
+from .errors import UsageError, VaeError
+from .images import IMAGE_SUFFIXES, PIL_MODES, read_image
 
 DEFAULT_ROOT = "data"
 MOONS_TRAIN_SEED, MOONS_TEST_SEED, SPLIT_SEED, BINARIZE_SEED = 1, 2, 3, 4
@@ -128,3 +129,31 @@ def load(config: DataConfig, device: torch.device | str = "cpu") -> ImageData:
     data = ImageData(train, train_labels, test, test_labels,
                      dynamic_binarization=config.binarize == "dynamic")
     return data.to(device)
+
+
+DATASET_REFERENCE = re.compile(r"^(train|test):(\d+)$")
+SINGLE_CHANNEL_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+def load_references(references: list[str], config: DataConfig) -> list[torch.Tensor]:
+    """Images named by the user: files, converted exactly like training images (with a note
+    when their channel count changes), or dataset images such as test:7. Every reference is
+    read before anything is returned, so one bad input stops the command before it writes."""
+    dataset = None
+    images = []
+    for reference in references:
+        match = DATASET_REFERENCE.match(reference)
+        if match and not Path(reference).exists():
+            split, index = match.group(1), int(match.group(2))
+            dataset = dataset or load(config)
+            split_images, _ = dataset.split(split)
+            if index >= len(split_images):
+                raise UsageError(f"{reference}: the {split} split has {len(split_images)} images "
+                                 f"(0..{len(split_images) - 1})")
+            images.append(split_images[index])
+            continue
+        image, mode = read_image(Path(reference), config.channels, config.image_size)
+        if (1 if mode in SINGLE_CHANNEL_MODES else 3) != config.channels:
+            warn(f"{reference}: converted {mode} to {PIL_MODES[config.channels]} to match the model")
+        images.append(image)
+    return images

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from .objectives import kl_to_standard_normal, log_normal
+from .objectives import Gaussian, kl_to_standard_normal, log_normal
 
 
 @torch.inference_mode()
@@ -67,13 +67,13 @@ ACTIVE_UNIT_VARIANCE = 0.01
 
 
 @torch.inference_mode()
-def evaluate(model, images: torch.Tensor, k: int, batch_size: int, bits_offset_per_dim: float,
-             on_batch=lambda n: None) -> dict:
+def evaluate(model, images: torch.Tensor, k: int, batch_size: int, on_batch=lambda n: None) -> dict:
     """Everything `vae eval` reports for a VAE on `images`, per image in nats unless noted.
 
-    bits_offset_per_dim is added to the NLL per dimension before converting to bits: 0 for
-    Bernoulli pixels, log 256 for a Gaussian density on pixels scaled to [0, 1], which turns it
-    into a density on the 0..255 scale (the usual discretisation correction)."""
+    Bits/dim: for a Gaussian density on pixels scaled to [0, 1], log 256 per dimension is added
+    to the NLL first, which makes it a density on the 0..255 scale of 8-bit images (the usual
+    discretisation correction); Bernoulli pixels need none."""
+    bits_offset_per_dim = math.log(256) if isinstance(model.likelihood, Gaussian) else 0.0
     neg_elbo, nll, kl, means, scales = [], [], [], [], []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]

@@ -15,12 +15,11 @@ def interpolate_codes(a: torch.Tensor, b: torch.Tensor, steps: int, method: str 
     """`steps` codes from a to b inclusive. Spherical interpolation keeps the norm typical of a
     Gaussian prior, where the straight line passes through the unusually short middle."""
     t = torch.linspace(0, 1, steps, device=a.device).unsqueeze(1)
-    if method == "linear":
-        return (1 - t) * a + t * b
-    angle = torch.arccos((a / a.norm() * b / b.norm()).sum().clamp(-1, 1))
-    if angle < 1e-6:
-        return (1 - t) * a + t * b
-    return (torch.sin((1 - t) * angle) * a + torch.sin(t * angle) * b) / torch.sin(angle)
+    if method == "slerp":
+        angle = torch.arccos((a / a.norm() * b / b.norm()).sum().clamp(-1, 1))
+        if angle > 1e-6:  # parallel codes: the straight line is the great circle
+            return (torch.sin((1 - t) * angle) * a + torch.sin(t * angle) * b) / torch.sin(angle)
+    return (1 - t) * a + t * b
 
 
 INTERPOLATIONS = ("linear", "slerp")

@@ -9,14 +9,14 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.nn.parallel import DistributedDataParallel
 
 from . import data as data_module
 from . import evaluation, models, runs
 from .config import Config
-from .distributed import World
 from .console import console
+from .distributed import World
 from .errors import VaeError
 from .images import save_grid
 
@@ -269,8 +269,9 @@ def train(config: Config, run_dir: Path, resume: dict | None = None, world: Worl
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     if config.model.kind == "pca":
-        if world.distributed:
-            raise VaeError("model.kind=pca is one SVD, not a training loop: run it without torchrun")
+        if world.distributed or resume is not None:
+            raise VaeError("model.kind=pca is one SVD, not a training loop: there is nothing to "
+                           "resume or distribute; train it again in a single process")
         return fit_pca(config, run_dir, device)
     trainer = Trainer(config, run_dir, device, world)
     if resume is not None:
