@@ -1,5 +1,6 @@
 """The article's story: PCA, autoencoder and VAE side by side, and the latent pictures."""
 
+import json
 
 import torch
 from PIL import Image
@@ -81,3 +82,22 @@ def test_plot_writes_manifold_scatter_and_traversals(vae, runs_dir):
     assert vae("plot").exit_code == 0
     assert not (runs_dir / "four" / "latent_manifold.png").exists()
     assert (runs_dir / "four" / "latent_traversals.png").is_file()
+
+
+def test_rgb_folder_with_a_conv_vae_and_learned_gaussian_scale(vae, runs_dir, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for index in range(40):
+        colour = (torch.rand(3, generator=generator) * 255).int().tolist()
+        Image.new("RGB", (24 + index % 5, 20), tuple(colour)).save(folder / f"{index}.png")
+    train(vae, "rgb", "data.name=folder", f"data.path={folder}", "data.channels=3", "data.image_size=16",
+          "model.network=conv", "model.hidden=[8, 16]", "model.likelihood=gaussian", "model.learn_scale=true",
+          "train.batch_size=8", "train.epochs=3")
+    _, model, checkpoint = runs.load_model(runs_dir / "rgb")
+    assert model.decode_image(model.sample_codes(2)).shape == (2, 3, 16, 16)
+    assert checkpoint["model"]["likelihood.log_scale"] != torch.log(torch.tensor(0.1))  # it learned
+    result = vae("eval", "--k", 10)
+    assert result.exit_code == 0, result.output
+    report = json.loads((runs_dir / "rgb" / "eval.json").read_text())
+    assert report["likelihood"] == "gaussian" and report["neg_elbo"] >= report["nll"]
