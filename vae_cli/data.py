@@ -7,15 +7,18 @@ of row indices.
 
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
+from rich.progress import track
 from torchvision import datasets
 
 from . import moons
 from .config import DataConfig
-from .console import warn
+from .console import err_console, warn
 from .errors import UsageError, VaeError
 from .images import IMAGE_SUFFIXES, PIL_MODES, read_image
 
@@ -82,21 +85,28 @@ def _torchvision_loader(dataset_class, folder: str):
     return load
 
 
+def _read_or_none(path: Path, channels: int, size: int) -> torch.Tensor | None:
+    try:
+        return read_image(path, channels, size)[0]
+    except VaeError:
+        return None
+
+
 def _load_folder(config: DataConfig):
     root = Path(config.path)
     if not root.is_dir():
         raise VaeError(f"data.path {root} is not a folder: point it at a folder of images")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    images, labels, unreadable = [], [], 0
     class_names = sorted({p.parent.relative_to(root).as_posix() for p in files})
-    for path in files:
-        try:
-            image, _ = read_image(path, config.channels, config.image_size)
-        except VaeError:
-            unreadable += 1
-            continue
-        images.append(image)
-        labels.append(class_names.index(path.parent.relative_to(root).as_posix()))
+    # PIL releases the GIL while decoding, so threads decode a large folder on every core.
+    with ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
+        decoded = list(track(pool.map(partial(_read_or_none, channels=config.channels, size=config.image_size), files),
+                             total=len(files), description=f"decoding {root}", console=err_console,
+                             transient=True, disable=len(files) < 1000))
+    images = [image for image in decoded if image is not None]
+    labels = [class_names.index(path.parent.relative_to(root).as_posix())
+              for path, image in zip(files, decoded) if image is not None]
+    unreadable = len(files) - len(images)
     if unreadable:
         warn(f"skipped {unreadable} unreadable image file(s) in {root}")
     if len(images) < 2:
