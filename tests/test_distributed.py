@@ -1,8 +1,10 @@
 """`torchrun ... -m vae_cli train`: two CPU processes with gloo against one process."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import torch
 
@@ -47,3 +49,26 @@ def test_two_processes_match_one_and_resume(tmp_path):
     # A checkpoint from the 2-process run samples in a plain single process.
     vae_cli(multi, "sample", "--n", 4, "--run", multi / "run")
     assert (multi / "run" / "sample_n4_seed0_t1.png").is_file()
+
+
+def test_ctrl_c_under_torchrun_stops_every_rank_with_one_checkpoint(tmp_path):
+    longer = [a for o in ("data.train_size=16384", "data.test_size=128", "model.hidden=[64]",
+                          "train.batch_size=16", "train.epochs=2") for a in ("--set", o)]
+    env = {**os.environ, "VAE_RUNS": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "vae_cli", "train", *longer, "--name", "cut"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "cut" / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2, which takes seconds with a collective every step
+    launcher.send_signal(signal.SIGINT)  # torchrun passes it on to both workers
+    output = launcher.communicate(timeout=120)[0]
+    assert "resume with: vae train --resume" in output, output
+    saved = torch.load(tmp_path / "cut/checkpoints/last.pt", weights_only=True)
+    assert saved["epoch"] == 1 and saved["step"] > 0, (saved["epoch"], saved["step"])  # mid-epoch 2
+    assert not list((tmp_path / "cut" / "checkpoints").glob(".*.tmp"))
+
+    vae_cli(tmp_path, "train", "--resume", tmp_path / "cut", processes=2)
+    assert [m["epoch"] for m in runs.read_metrics(tmp_path / "cut")] == [1, 2]
