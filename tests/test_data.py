@@ -42,8 +42,11 @@ def test_binarization_modes():
 
 def test_real_mnist(mnist_root):
     d = data.load(config.DataConfig(name="mnist", root=str(mnist_root)))
-    assert d.train.shape == (60000, 1, 28, 28) and d.test.shape == (10000, 1, 28, 28)
-    assert abs(float(d.train.mean()) - 0.1307) < 1e-3  # the published MNIST mean
+    train, _ = d.split("train")
+    assert train.shape == (60000, 1, 28, 28) and d.test.shape == (10000, 1, 28, 28)
+    assert d.train.dtype == torch.uint8  # kept as bytes; batches become float
+    assert abs(float(train.mean()) - 0.1307) < 1e-3  # the published MNIST mean
+    assert torch.equal(d.train_batch(torch.arange(5)), train[:5])
     assert torch.bincount(d.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
@@ -65,10 +68,11 @@ def test_folder_of_mixed_images(tmp_path, capsys):
     (folder / "dogs" / "broken.png").write_bytes(b"not a png")
     d = data.load(config.DataConfig(name="folder", path=str(folder), image_size=8, channels=3,
                                     test_fraction=0.25))
-    assert d.train.shape == (3, 3, 8, 8) and d.test.shape == (1, 3, 8, 8)
+    train, _ = d.split("train")
+    assert train.shape == (3, 3, 8, 8) and d.test.shape == (1, 3, 8, 8)
     assert "skipped 1 unreadable image file(s)" in capsys.readouterr().err
     assert sorted(torch.cat([d.train_labels, d.test_labels]).tolist()) == [0, 0, 1, 1]
-    red = torch.cat([d.train, d.test])[(torch.cat([d.train_labels, d.test_labels]) == 0)]
+    red = torch.cat([train, d.test])[(torch.cat([d.train_labels, d.test_labels]) == 0)]
     assert any(torch.allclose(img[0], torch.ones(8, 8)) and img[1].max() == 0 for img in red)
 
 

@@ -6,8 +6,7 @@ import torch
 from PIL import Image
 
 from conftest import TINY_MOONS
-from vae_cli import latent, moons, runs
-from vae_cli.images import read_image
+from vae_cli import data, latent, moons, runs
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -29,7 +28,7 @@ def test_moon_blending_walks_the_manifold_not_the_pixels(vae, runs_dir, tmp_path
     assert Image.open(strip.with_suffix(".gif")).n_frames == 4  # 3 frames there, 1 back
 
     run_config, model, _ = runs.load_model(runs_dir / "moons")
-    full, half = (read_image(tmp_path / n, 1, 28)[0] for n in ("full.png", "half.png"))
+    full, half = data.load_references([str(tmp_path / "full.png"), str(tmp_path / "half.png")], run_config.data)
     midpoint = latent.interpolation_strip(model, full, half, 3, "linear")[1]
     three_quarter = moons.render_one(0.75)
     decoded_error, crossfade_error = pixel_mse(midpoint, three_quarter), pixel_mse(0.5 * (full + half), three_quarter)

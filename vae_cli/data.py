@@ -1,8 +1,9 @@
 """Datasets, decoded once into tensors on the training device and batched by index.
 
-No per-item PIL or transform work happens inside an epoch: every loader below returns the
-whole split as one float tensor (N, C, H, W) in [0, 1], and an epoch is a seeded permutation
-of row indices.
+No per-item PIL or transform work happens inside an epoch: every loader below returns each
+split as one tensor (N, C, H, W), and an epoch is a seeded permutation of row indices. 8-bit
+sources (MNIST, image folders) keep their training split as uint8, a quarter of the memory,
+and each batch becomes float in [0, 1] when it is taken.
 """
 
 import os
@@ -26,9 +27,14 @@ DEFAULT_ROOT = "data"
 MOONS_TRAIN_SEED, MOONS_TEST_SEED, SPLIT_SEED, BINARIZE_SEED = 1, 2, 3, 4
 
 
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] as float, from uint8 (0..255) or already float."""
+    return images.float().div_(255) if images.dtype == torch.uint8 else images
+
+
 @dataclass
 class ImageData:
-    train: torch.Tensor
+    train: torch.Tensor  # uint8 or float; use train_batch, train_batches or split("train")
     train_labels: torch.Tensor
     test: torch.Tensor
     test_labels: torch.Tensor
@@ -39,7 +45,13 @@ class ImageData:
                          self.test_labels.to(device), self.dynamic_binarization)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return (self.train, self.train_labels) if name == "train" else (self.test, self.test_labels)
+        """(float images, labels) of the train or test split."""
+        return (as_float(self.train), self.train_labels) if name == "train" else (self.test, self.test_labels)
+
+    def train_batches(self, batch_size: int = 1000):
+        """The training images in order, as float batches."""
+        for start in range(0, len(self.train), batch_size):
+            yield as_float(self.train[start:start + batch_size])
 
     def epoch_order(self, seed: int, epoch: int) -> torch.Tensor:
         """The shuffled row order of one epoch, a function of (seed, epoch) alone so a resumed
@@ -48,7 +60,7 @@ class ImageData:
         return torch.randperm(len(self.train), generator=g).to(self.train.device)
 
     def train_batch(self, rows: torch.Tensor) -> torch.Tensor:
-        batch = self.train[rows]
+        batch = as_float(self.train[rows])
         # Dynamic binarization draws fresh binary pixels every time an image is seen.
         return torch.bernoulli(batch) if self.dynamic_binarization else batch
 
@@ -79,8 +91,7 @@ def _torchvision_loader(dataset_class, folder: str):
                                f"downloaded ({type(error).__name__}): put the four "
                                f"*-ubyte.gz files there, or set data.root or VAE_DATA to the folder "
                                f"holding {folder}/raw") from None
-            images = dataset.data.unsqueeze(1).float().div_(255)
-            splits += [images, dataset.targets.clone()]
+            splits += [dataset.data.unsqueeze(1), dataset.targets.clone()]
         return tuple(splits)
     return load
 
@@ -129,13 +140,14 @@ LOADERS = {
 def load(config: DataConfig, device: torch.device | str = "cpu") -> ImageData:
     """The configured dataset, decoded, binarized as configured, and moved to `device`."""
     train, train_labels, test, test_labels = LOADERS[config.name](config)
+    test = as_float(test)
     if config.binarize != "none":
         # The test split is binarized once with a fixed seed in both modes, so test numbers
         # of different runs are measured on the same binary images.
         g = torch.Generator().manual_seed(BINARIZE_SEED)
         test = torch.bernoulli(test, generator=g)
         if config.binarize == "static":
-            train = torch.bernoulli(train, generator=g)
+            train = torch.bernoulli(as_float(train), generator=g)
     data = ImageData(train, train_labels, test, test_labels,
                      dynamic_binarization=config.binarize == "dynamic")
     return data.to(device)
@@ -165,5 +177,5 @@ def load_references(references: list[str], config: DataConfig) -> list[torch.Ten
         image, mode = read_image(Path(reference), config.channels, config.image_size)
         if (1 if mode in SINGLE_CHANNEL_MODES else 3) != config.channels:
             warn(f"{reference}: converted {mode} to {PIL_MODES[config.channels]} to match the model")
-        images.append(image)
+        images.append(as_float(image))
     return images

@@ -18,7 +18,7 @@ PIL_MODES = {1: "L", 3: "RGB"}
 
 
 def read_image(path: Path, channels: int, size: int) -> tuple[torch.Tensor, str]:
-    """A (channels, size, size) float tensor in [0, 1] and the file's own PIL mode.
+    """A (channels, size, size) uint8 tensor and the file's own PIL mode.
 
     Conversion, the same for training folders and interpolation inputs: transparent pixels
     are composited onto black, the image is converted to grayscale (L) or RGB, its shorter
@@ -41,7 +41,7 @@ def read_image(path: Path, channels: int, size: int) -> tuple[torch.Tensor, str]
         raise VaeError(f"{path}: the image is corrupt or truncated ({error}): re-export it") from None
     image = TF.resize(image, size, antialias=True)
     image = TF.center_crop(image, size)
-    return TF.pil_to_tensor(image).float() / 255, mode
+    return TF.pil_to_tensor(image), mode
 
 
 def grid_columns(n: int) -> int:

@@ -65,10 +65,10 @@ class CodeSpread(nn.Module):
         self.register_buffer("code_std", torch.ones(latent_dim))
 
     @torch.inference_mode()
-    def prepare_sampling(self, images: torch.Tensor, batch_size: int = 1000) -> None:
-        """Measure the training codes' mean and spread (call after training changes them)."""
-        codes = torch.cat([self.encode(images[i:i + batch_size])[0]
-                           for i in range(0, len(images), batch_size)])
+    def prepare_sampling(self, batches) -> None:
+        """Measure the mean and spread of the codes of the training images, given as an
+        iterable of batches (call after training changes the codes)."""
+        codes = torch.cat([self.encode(batch)[0] for batch in batches])
         self.code_mean.copy_(codes.mean(0))
         self.code_std.copy_(codes.std(0))
 
@@ -134,7 +134,7 @@ class VAE(Autoencoder):
         kl = kl_to_standard_normal(mean, log_scale).sum(1)
         return recon, kl, log_scale
 
-    def prepare_sampling(self, images, batch_size=1000):
+    def prepare_sampling(self, batches):
         """Nothing to measure: a VAE samples from its prior N(0, I)."""
 
     def codes_from_normal(self, noise):
@@ -160,7 +160,7 @@ class PCA(CodeSpread):
         _, _, directions = torch.linalg.svd(flat - mean, full_matrices=False)
         self.pixel_mean.copy_(mean.float())
         self.components.copy_(directions[:self.latent_dim].T.float())
-        self.prepare_sampling(images)
+        self.prepare_sampling(images.split(1000))
 
     def encode(self, x):
         return (x.flatten(1) - self.pixel_mean) @ self.components, None

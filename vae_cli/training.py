@@ -102,7 +102,7 @@ def fit_pca(config: Config, run_dir: Path, device: torch.device) -> list[dict]:
     data = data_module.load(config.data, device)
     model = models.build(config).to(device)
     started = time.perf_counter()
-    model.fit(data.train)
+    model.fit(data.split("train")[0])
     error = evaluation.squared_error(model, data.test)
     seconds = time.perf_counter() - started
     record = {"epoch": 1, "test_squared_error": error, "seconds": round(seconds, 3)}
@@ -240,7 +240,7 @@ class Trainer:
         Every rank measures the test set (it is cheap) so that all ranks draw the same noise
         and their random generators stay in step."""
         self.model.eval()
-        self.model.prepare_sampling(self.data.train)
+        self.model.prepare_sampling(self.data.train_batches())
         test = evaluation.elbo(self.model, self.data.test, self.config.model.beta)
         loss, recon, kl = (self.world.sum(self.totals.clone()) / len(self.data.train)).tolist()
         is_best = test["loss"] < self.best_loss
