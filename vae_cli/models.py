@@ -61,6 +61,7 @@ class CodeSpread(nn.Module):
 
     def __init__(self, latent_dim: int):
         super().__init__()
+        self.latent_dim = latent_dim
         self.register_buffer("code_mean", torch.zeros(latent_dim))
         self.register_buffer("code_std", torch.ones(latent_dim))
 
@@ -88,7 +89,6 @@ class Autoencoder(CodeSpread):
     def __init__(self, config: Config, n_code_outputs: int | None = None):
         super().__init__(config.model.latent_dim)
         self.shape = (config.data.channels, config.data.image_size, config.data.image_size)
-        self.latent_dim = config.model.latent_dim
         self.encoder, self.decoder = NETWORKS[config.model.network](
             self.shape, config.model.hidden, n_code_outputs or self.latent_dim, self.latent_dim)
         self.likelihood = build_likelihood(config.model)
@@ -147,7 +147,6 @@ class PCA(CodeSpread):
     def __init__(self, config: Config):
         super().__init__(config.model.latent_dim)
         self.shape = (config.data.channels, config.data.image_size, config.data.image_size)
-        self.latent_dim = config.model.latent_dim
         pixels = math.prod(self.shape)
         self.register_buffer("pixel_mean", torch.zeros(pixels))
         self.register_buffer("components", torch.zeros(pixels, self.latent_dim))
