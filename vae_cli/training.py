@@ -213,6 +213,7 @@ class Trainer:
         order = self.data.epoch_order(train.seed, self.epoch)
         step_losses = torch.zeros(self.steps_per_epoch, device=self.device)
         started, first_step = time.perf_counter(), self.step
+        checked = first_step  # steps before this one are known to have finite losses
         while self.step < self.steps_per_epoch:
             rows = order[self.step * train.batch_size:(self.step + 1) * train.batch_size]
             step_losses[self.step] = self.train_step(rows)
@@ -220,17 +221,16 @@ class Trainer:
             done = self.step == self.steps_per_epoch
             stopping = self.stop_requested(stop)
             if self.step % PROGRESS_EVERY == 0 or done or stopping:
-                _check_finite(self.world.sum(step_losses[first_step:self.step].clone()), first_step, self.epoch)
+                _check_finite(self.world.sum(step_losses[checked:self.step].clone()), checked, self.epoch)
+                checked = self.step
                 rate = (self.images_done(self.step) - self.images_done(first_step)) / (time.perf_counter() - started)
                 loss, recon, kl = (self.world.sum(self.totals.clone()) / self.images_done(self.step)).tolist()
                 progress.update(task, completed=self.step, status=(
                     f"loss {loss:.2f}  recon {recon:.2f}  KL {kl:.2f}  {rate:,.0f} img/s"))
             if stopping and not done:
-                path = self.save("last")
-                raise TrainingInterrupted(
-                    f"{stop.signal_name or 'a signal on another rank'}: stopped at epoch {self.epoch + 1} "
-                    f"step {self.step}/{self.steps_per_epoch} and saved {path}; "
-                    f"resume with: vae train --resume {self.run_dir}")
+                self.save("last")
+                raise interrupted(stop, f"at epoch {self.epoch + 1} step {self.step}/{self.steps_per_epoch}",
+                                  self.run_dir)
         progress.remove_task(task)
         return (self.images_done(self.step) - self.images_done(first_step)) / (time.perf_counter() - started)
 
@@ -295,10 +295,14 @@ def train(config: Config, run_dir: Path, resume: dict | None = None, world: Worl
                 f"test {name} {record['test_loss']:.2f}{' (best)' if record['best'] else ''}  "
                 f"{record['seconds']:.1f}s  {images_per_s:,.0f} img/s", highlight=False, soft_wrap=True)
             if trainer.stop_requested(stop) and trainer.epoch < epochs:
-                raise TrainingInterrupted(
-                    f"{stop.signal_name or 'a signal on another rank'}: stopped after epoch {trainer.epoch} "
-                    f"and saved {run_dir / 'checkpoints' / 'last.pt'}; resume with: vae train --resume {run_dir}")
+                raise interrupted(stop, f"after epoch {trainer.epoch}", run_dir)
     return records
+
+
+def interrupted(stop: StopRequests, where: str, run_dir: Path) -> TrainingInterrupted:
+    return TrainingInterrupted(
+        f"{stop.signal_name or 'a signal on another rank'}: stopped {where} and saved "
+        f"{run_dir / 'checkpoints' / 'last.pt'}; resume with: vae train --resume {run_dir}")
 
 
 def _check_finite(step_losses: torch.Tensor, first_step: int, epoch: int) -> None:
