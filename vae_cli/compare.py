@@ -29,6 +29,7 @@ def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[
     loaded = load_runs(run_dirs)
     test = data_module.load(loaded[0][1].data).test
     measured = test[:n_images]
+    a, b = test[pair[0]], test[pair[1]]
     rows, picture = [], [("test images", test[:SHOWN])]
     for run_dir, run_config, model in loaded:
         row = {"run": run_dir.name, "kind": run_config.model.kind, "latent_dim": run_config.model.latent_dim,
@@ -37,7 +38,6 @@ def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[
             report = evaluation.evaluate(model, measured, k, 100)
             row |= {key: report[key] for key in ("neg_elbo", "nll", "mean_posterior_scale", "active_units")}
         rows.append(row)
-        a, b = test[pair[0]], test[pair[1]]
         picture += [
             (f"{run_dir.name}\nreconstructions", model.decode_image(model.encode(test[:SHOWN])[0])),
             (f"{run_dir.name}\nrandom codes", latent.sample_images(model, SHOWN, SAMPLE_SEED)),

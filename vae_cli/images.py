@@ -3,7 +3,6 @@ strips and GIFs. Every file is written to a temporary name first and renamed, so
 never leaves half a PNG behind."""
 
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -12,6 +11,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from torchvision.utils import make_grid
 
 from .errors import VaeError
+from .runs import replaced_atomically
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 PIL_MODES = {1: "L", 3: "RGB"}
@@ -53,10 +53,8 @@ def _atomic_save(image: Image.Image, path: Path, **options) -> None:
     image_format = Image.registered_extensions().get(path.suffix.lower())
     if image_format is None:
         raise VaeError(f"{path}: unknown image type '{path.suffix}': use a .png (or .gif) file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    image.save(temporary, format=image_format, **options)
-    os.replace(temporary, path)
+    with replaced_atomically(path) as temporary:
+        image.save(temporary, format=image_format, **options)
 
 
 def to_pil(images: torch.Tensor, columns: int, padding: int = 2) -> Image.Image:

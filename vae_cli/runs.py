@@ -13,6 +13,7 @@ checkpoint handed over by someone else cannot run code.
 
 import json
 import os
+from contextlib import contextmanager
 import pickle
 import shutil
 import zipfile
@@ -83,30 +84,39 @@ def resolve_run(run: Path | None) -> Path:
     return run
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+@contextmanager
+def replaced_atomically(path: Path, durable: bool = False):
+    """Yield a temporary path beside `path` to write; on success rename it over `path`, so
+    readers see the old file or the new one, never half of one. On failure the temporary
+    file is removed. `durable` also fsyncs the folder after the rename (the writer fsyncs
+    the file itself), so even a power cut keeps one complete version."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    if durable:
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with replaced_atomically(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
 
 
 def save_checkpoint(payload: dict, path: Path) -> None:
     """Write to a temporary file in the same folder, fsync, then rename: a crash or kill -9
     at any moment leaves either the old checkpoint or the new one, never half of one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    with replaced_atomically(path, durable=True) as temporary, open(temporary, "wb") as handle:
+        torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
