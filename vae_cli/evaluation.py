@@ -40,9 +40,9 @@ ELEMENT_BUDGET = 1 << 23  # decoder outputs per chunk (32 MB of float32): k = 50
 
 
 @torch.inference_mode()
-def log_weights(model, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def log_weights(model, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """log p(x, z_i) − log q(z_i | x) for k posterior samples z_i per image: (k, batch), and
-    the analytic KL per image and dimension: (batch, latent_dim). Samples are drawn in chunks
+    the posterior's mean and log-scale: (batch, latent_dim) each. Samples are drawn in chunks
     so that k × batch × pixels never exceeds ELEMENT_BUDGET."""
     mean, log_scale = model.encode(x)
     pixels = x[0].numel()
@@ -55,7 +55,7 @@ def log_weights(model, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
         nll = model.likelihood.nll(model.decode(flat), x.repeat(n, *[1] * (x.dim() - 1)))
         log_prior = log_normal(z, torch.zeros_like(mean), torch.zeros_like(log_scale))
         weights.append(-nll.view(n, len(x)) + log_prior - log_normal(z, mean, log_scale))
-    return torch.cat(weights), kl_to_standard_normal(mean, log_scale)
+    return torch.cat(weights), mean, log_scale
 
 
 def iwae_nll(log_w: torch.Tensor) -> torch.Tensor:
@@ -77,11 +77,10 @@ def evaluate(model, images: torch.Tensor, k: int, batch_size: int, on_batch=lamb
     neg_elbo, nll, kl, means, scales = [], [], [], [], []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
-        log_w, kl_per_dim = log_weights(model, x, k)
+        log_w, mean, log_scale = log_weights(model, x, k)
         neg_elbo.append(-log_w.double().mean(0))
         nll.append(iwae_nll(log_w))
-        kl.append(kl_per_dim.double())
-        mean, log_scale = model.encode(x)
+        kl.append(kl_to_standard_normal(mean, log_scale).double())
         means.append(mean.double())
         scales.append(log_scale.double().exp())
         on_batch(len(x))
