@@ -55,14 +55,21 @@ def loaders(root, batch_size=128):
     return train, test
 
 
-def train_epoch(model, optimizer, train_loader):
+def train_epoch(model, optimizer, train_loader, epoch=1, log_interval=10):
+    """As in main.py, including its running loss (one .item() per step) and its log lines."""
     model.train()
-    for data, _ in train_loader:
+    train_loss = 0
+    for batch_idx, (data, _) in enumerate(train_loader):
         optimizer.zero_grad()
         recon, mu, logvar = model(data)
         loss = loss_function(recon, data, mu, logvar)
         loss.backward()
+        train_loss += loss.item()
         optimizer.step()
+        if batch_idx % log_interval == 0:
+            print(f"Train Epoch: {epoch} [{batch_idx * len(data)}/{len(train_loader.dataset)} "
+                  f"({100. * batch_idx / len(train_loader):.0f}%)]\tLoss: {loss.item() / len(data):.6f}")
+    print(f"====> Epoch: {epoch} Average loss: {train_loss / len(train_loader.dataset):.4f}")
 
 
 def test_loss(model, test_loader):
