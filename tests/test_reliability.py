@@ -81,6 +81,18 @@ def test_truncated_checkpoint(vae, trained):
     assert_clean_failure(vae("sample", "--run", trained), 1, "is not a readable checkpoint")
 
 
+@pytest.mark.parametrize("args, message", [
+    (["plot", "--image", "100000"], "--image 100000: the test split has"),
+    (["compare", "RUN", "--pair", "0", "100000", "--out", "c.png"], "--pair 0 100000: the test split has"),
+    (["interpolate", "test:0", "test:100000"], "test:100000: the test split has"),
+])
+def test_an_image_index_beyond_the_split_names_the_range_and_writes_nothing(vae, trained, args, message):
+    before = sorted(path.name for path in trained.iterdir())
+    assert_clean_failure(vae(*[trained if arg == "RUN" else arg for arg in args]), 2, message)
+    assert sorted(path.name for path in trained.iterdir()) == before
+    assert not Path("c.png").exists()
+
+
 class RunsCode:
     def __reduce__(self):
         return (os.system, ("touch pwned",))

@@ -29,7 +29,7 @@ def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[
     loaded = load_runs(run_dirs)
     test = data_module.load(loaded[0][1].data).test
     measured = test[:n_images]
-    a, b = test[pair[0]], test[pair[1]]
+    a, b = (data_module.image_at(test, index, "test", f"--pair {pair[0]} {pair[1]}") for index in pair)
     rows, picture = [], [("test images", test[:SHOWN])]
     for run_dir, run_config, model in loaded:
         row = {"run": run_dir.name, "kind": run_config.model.kind, "latent_dim": run_config.model.latent_dim,

@@ -153,6 +153,13 @@ def load(config: DataConfig, device: torch.device | str = "cpu") -> ImageData:
     return data.to(device)
 
 
+def image_at(images: torch.Tensor, index: int, split: str, asked_as: str) -> torch.Tensor:
+    """images[index], or a one-line error naming the valid range and how the index was asked for."""
+    if not 0 <= index < len(images):
+        raise UsageError(f"{asked_as}: the {split} split has {len(images)} images (0..{len(images) - 1})")
+    return images[index]
+
+
 DATASET_REFERENCE = re.compile(r"^(train|test):(\d+)$")
 SINGLE_CHANNEL_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
@@ -168,11 +175,7 @@ def load_references(references: list[str], config: DataConfig) -> list[torch.Ten
         if match and not Path(reference).exists():
             split, index = match.group(1), int(match.group(2))
             dataset = dataset or load(config)
-            split_images, _ = dataset.split(split)
-            if index >= len(split_images):
-                raise UsageError(f"{reference}: the {split} split has {len(split_images)} images "
-                                 f"(0..{len(split_images) - 1})")
-            images.append(split_images[index])
+            images.append(image_at(dataset.split(split)[0], index, split, reference))
             continue
         image, mode = read_image(Path(reference), config.channels, config.image_size)
         if (1 if mode in SINGLE_CHANNEL_MODES else 3) != config.channels:

@@ -27,6 +27,7 @@ def label_classes(labels: torch.Tensor) -> tuple[list[int], list[str]]:
 @torch.inference_mode()
 def plot_run(run_dir: Path, run_config, model, image_index: int = 0) -> list[Path]:
     data = data_module.load(run_config.data)
+    start = data_module.image_at(data.test, image_index, "test", f"--image {image_index}")  # before writing anything
     test, labels = data.test[:SCATTER_POINTS], data.test_labels[:SCATTER_POINTS]
     written = []
     if run_config.model.latent_dim == 2:
@@ -35,7 +36,7 @@ def plot_run(run_dir: Path, run_config, model, image_index: int = 0) -> list[Pat
         written.append(save_scatter(model.encode(test)[0], colors, legend, run_dir / "latent_scatter.png"))
     variance = latent.code_variance(model, test)
     dims = variance.argsort(descending=True)[:TRAVERSED_DIMS].tolist()
-    rows = latent.traversals(model, test[image_index], dims)
+    rows = latent.traversals(model, start, dims)
     written.append(save_labeled_rows(
         [(f"dim {d}\nvar {variance[d]:.2f}", row) for d, row in zip(dims, rows)],
         run_dir / "latent_traversals.png"))
