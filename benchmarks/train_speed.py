@@ -14,6 +14,7 @@ implementation on this BLAS), and where vae-cli's step goes, timed in parts.
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import resource
@@ -99,17 +100,23 @@ def run_baseline(epochs: int, seed: int) -> dict:
     return {"seconds": seconds, "test_neg_elbo": reference.test_loss(model, test_loader), "peak_mb": peak_mb()}
 
 
+def cpu_trainer(run_dir: Path, overrides: list[str], config_name: str = "mnist.yaml"):
+    """vae-cli's own Trainer (what `vae train` drives) for a config of configs/, on the CPU."""
+    from vae_cli import config, training
+    cfg = config.load(ROOT / "configs" / config_name, ["train.device=cpu", *overrides])
+    return training.Trainer(cfg, run_dir, torch.device("cpu"))
+
+
 def run_vae_cli(epochs: int, seed: int, overrides: list[str], config_name: str = "mnist.yaml") -> dict:
     """Train through the same Trainer that `vae train` drives, timing the training part of each
     epoch and the whole epoch (test ELBO, pictures, checkpoints)."""
     from rich.progress import Progress
 
-    from vae_cli import config, training
-    cfg = config.load(ROOT / "configs" / config_name,
-                      [f"train.epochs={epochs}", f"train.seed={seed}", "train.device=cpu", *overrides])
+    from vae_cli import training
     with tempfile.TemporaryDirectory() as run_dir:
         (Path(run_dir) / "checkpoints").mkdir()
-        trainer = training.Trainer(cfg, Path(run_dir), torch.device("cpu"))
+        trainer = cpu_trainer(Path(run_dir), [f"train.epochs={epochs}", f"train.seed={seed}", *overrides],
+                              config_name)
         seconds, full_epoch = [], []
         with training.StopRequests() as stop, Progress(disable=True) as progress:
             for _ in range(epochs):
@@ -130,15 +137,12 @@ def step_breakdown() -> dict:
     same model with 4 hidden units, 2 latent dimensions and a batch of 2, where the arithmetic
     is negligible; Adam's own work is its step time on this model less that on the tiny one.
     Also times the step with train.compile=true (the first turn includes the compilation)."""
-    from vae_cli import config, training
-
     def step_and_adam(overrides: list[str]):
-        cfg = config.load(ROOT / "configs" / "mnist.yaml", ["train.device=cpu", *overrides])
-        with tempfile.TemporaryDirectory() as run_dir:
-            trainer = training.Trainer(cfg, Path(run_dir), torch.device("cpu"))
-        batches = trainer.data.epoch_order(cfg.train.seed, 0).split(cfg.train.batch_size)[:-1]
-        position = iter(range(10 ** 9))
-        return (lambda: trainer.train_step(batches[next(position) % len(batches)])), trainer.optimizer.step
+        with tempfile.TemporaryDirectory() as run_dir:  # train_step writes nothing
+            trainer = cpu_trainer(Path(run_dir), overrides)
+        train = trainer.config.train
+        batches = itertools.cycle(trainer.data.epoch_order(train.seed, 0).split(train.batch_size)[:-1])
+        return (lambda: trainer.train_step(next(batches))), trainer.optimizer.step
 
     step, adam = step_and_adam([])
     tiny_step, tiny_adam = step_and_adam(["model.hidden=[4]", "model.latent_dim=2", "train.batch_size=2"])
