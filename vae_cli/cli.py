@@ -1,5 +1,10 @@
 """The `vae` command. Each command is a thin function: it checks its options, calls the module
-that does the work, and prints where the results went."""
+that does the work, and prints where the results went.
+
+torch and torchvision take seconds to import, so this module and config.py never import them:
+each command imports the modules it needs inside its body. `vae --help`, `vae keys`, `vae
+configs` and every usage error answer without loading torch (tests/test_cli_speed.py checks it).
+"""
 
 import functools
 import json
@@ -9,21 +14,17 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
-import torch
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
+from . import __version__
 from . import config as config_module
-from . import data as data_module
-from . import compare as compare_module
-from . import distributed, evaluation, latent, moons, plots, runs, training
 from .console import console, err_console
 from .errors import UsageError, VaeError
-from .images import save_gif, save_grid
 
 app = typer.Typer(help="Train, evaluate and sample Variational Autoencoders (and the PCA and "
-                       "autoencoder they grow from).", no_args_is_help=True, add_completion=False,
+                       "autoencoder they grow from).", no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   pretty_exceptions_enable=False)
 
 DEBUG = {"on": bool(os.environ.get("VAE_DEBUG"))}
@@ -51,8 +52,18 @@ def friendly_errors(command):
     return wrapper
 
 
+def show_version(value: bool) -> None:
+    if value:
+        console.print(f"vae-cli {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks (or set VAE_DEBUG=1).")] = False):
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks (or set VAE_DEBUG=1).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+):
     DEBUG["on"] = debug or bool(os.environ.get("VAE_DEBUG"))
 
 
@@ -66,15 +77,17 @@ def train(
 ):
     """Train a model and write checkpoints, metrics and pictures into runs/<name>/."""
     overrides = overrides or []
+    if resume is not None and (config is not None or name is not None):
+        raise UsageError("--resume continues a run with its own config and folder: drop --config and --name")
+    if resume is None:
+        run_config = config_module.load(config, overrides)  # before torch loads: a typo fails at once
+    from . import distributed, runs, training
     if resume is not None:
-        if config is not None or name is not None:
-            raise UsageError("--resume continues a run with its own config and folder: drop --config and --name")
         checkpoint = runs.load_checkpoint(resume / "checkpoints" / "last.pt")
         # Anything but the length of the run and the device would make the resumed run a different one.
         run_config = config_module.with_overrides(checkpoint["config"], overrides, f"--resume {resume}",
                                                   allowed={"train.epochs", "train.device"})
     else:
-        run_config = config_module.load(config, overrides)
         checkpoint = None
     world = distributed.start(run_config.train.device)
     console.quiet = not world.is_main  # under torchrun, rank 0 speaks for all
@@ -110,6 +123,8 @@ def sample(
     individual: Annotated[bool, typer.Option(help="Also write each image as its own PNG.")] = False,
 ):
     """Decode random codes of a trained model into a grid of new images."""
+    from . import latent, runs
+    from .images import save_grid
     run_dir = runs.resolve_run(run)
     _, model, _ = runs.load_model(run_dir)
     images = latent.sample_images(model, n, seed, temperature)
@@ -130,8 +145,13 @@ def moon(
     size: Annotated[int, typer.Option(min=8, help="Image size in pixels.")] = 28,
 ):
     """Render one centred moon of a given phase, as in the moons dataset (e.g. full.png, half.png)."""
+    from . import moons
+    from .images import save_grid
     save_grid(moons.render_one(phase, size).unsqueeze(0), out, columns=1, padding=0)
     console.print(f"wrote {out}")
+
+
+INTERPOLATIONS = ("linear", "slerp")  # latent.interpolate_codes' methods, named here so a typo fails fast
 
 
 @app.command()
@@ -149,8 +169,13 @@ def interpolate(
 
     The strip shows input A, the decoded path, then input B. Inputs are converted exactly as
     training images: grayscale or RGB, shorter side resized to the model's size, centre crop."""
-    if method not in latent.INTERPOLATIONS:
-        raise UsageError(f"--method {method!r}: use one of {', '.join(latent.INTERPOLATIONS)}")
+    if method not in INTERPOLATIONS:
+        raise UsageError(f"--method {method!r}: use one of {', '.join(INTERPOLATIONS)}")
+    import torch
+
+    from . import data as data_module
+    from . import latent, runs
+    from .images import save_gif, save_grid
     run_dir = runs.resolve_run(run)
     run_config, model, _ = runs.load_model(run_dir)
     image_a, image_b = data_module.load_references([a, b], run_config.data)
@@ -179,6 +204,10 @@ def evaluate(
     Writes eval.json into the run folder."""
     if split not in ("train", "test") or checkpoint not in ("best", "last"):
         raise UsageError("--split must be train or test, and --checkpoint best or last")
+    from rich.progress import Progress
+
+    from . import data as data_module
+    from . import evaluation, runs, training
     run_dir = runs.resolve_run(run)
     run_config, model, _ = runs.load_model(run_dir, checkpoint)
     device = training.pick_device(run_config.train.device)
@@ -231,6 +260,7 @@ def compare(
 
     Prints a table of test numbers and writes one picture with, per run, reconstructions,
     random samples and an interpolation."""
+    from . import compare as compare_module
     rows = compare_module.compare(run_dirs, out, k, images, pair)
     table = Table(title=f"first {images} test images, per image; -ELBO and NLL in nats, "
                         f"undefined (-) for deterministic codes", title_justify="left")
@@ -257,6 +287,7 @@ def plot(
 
     Traversals for any code size; for 2-D codes also the decoded manifold and a scatter of
     the test set's codes coloured by label."""
+    from . import plots, runs
     run_dir = runs.resolve_run(run)
     run_config, model, _ = runs.load_model(run_dir)
     for path in plots.plot_run(run_dir, run_config, model, image):

@@ -22,9 +22,6 @@ def interpolate_codes(a: torch.Tensor, b: torch.Tensor, steps: int, method: str 
     return (1 - t) * a + t * b
 
 
-INTERPOLATIONS = ("linear", "slerp")
-
-
 @torch.inference_mode()
 def interpolation_strip(model, a: torch.Tensor, b: torch.Tensor, steps: int, method: str) -> torch.Tensor:
     """Decoded images along the path between the posterior means of images a and b: (steps, C, H, W)."""
