@@ -4,8 +4,10 @@ faithfully for the benchmark (not part of the package).
 What makes it the baseline: torchvision MNIST read item by item through a DataLoader with
 transforms.ToTensor() (one PIL image converted per sample), an MLP 784-400-20 VAE with ReLU,
 binary cross-entropy on sigmoid outputs summed over the batch plus the analytic KL, Adam lr 1e-3,
-batch 128, shuffled. Test loss is the summed loss over the test set divided by its size, that is
-the negative ELBO in nats per image, the same unit vae-cli reports.
+batch 128, shuffled. On an accelerator it does what main.py does with its accelerator on: one
+DataLoader worker with pinned memory, each batch copied to the device. Test loss is the summed
+loss over the test set divided by its size, that is the negative ELBO in nats per image, the
+same unit vae-cli reports.
 """
 
 import torch
@@ -46,20 +48,22 @@ def loss_function(recon_x, x, mu, logvar):
     return bce + kld
 
 
-def loaders(root, batch_size=128):
+def loaders(root, batch_size=128, accelerated=False):
     to_tensor = transforms.ToTensor()
+    kwargs = {"num_workers": 1, "pin_memory": True} if accelerated else {}
     train = DataLoader(datasets.MNIST(root, train=True, download=True, transform=to_tensor),
-                       batch_size=batch_size, shuffle=True)
+                       batch_size=batch_size, shuffle=True, **kwargs)
     test = DataLoader(datasets.MNIST(root, train=False, transform=to_tensor),
-                      batch_size=batch_size, shuffle=False)
+                      batch_size=batch_size, shuffle=False, **kwargs)
     return train, test
 
 
-def train_epoch(model, optimizer, train_loader, epoch=1, log_interval=10):
+def train_epoch(model, optimizer, train_loader, epoch=1, log_interval=10, device="cpu"):
     """As in main.py, including its running loss (one .item() per step) and its log lines."""
     model.train()
     train_loss = 0
     for batch_idx, (data, _) in enumerate(train_loader):
+        data = data.to(device)
         optimizer.zero_grad()
         recon, mu, logvar = model(data)
         loss = loss_function(recon, data, mu, logvar)
@@ -72,11 +76,12 @@ def train_epoch(model, optimizer, train_loader, epoch=1, log_interval=10):
     print(f"====> Epoch: {epoch} Average loss: {train_loss / len(train_loader.dataset):.4f}")
 
 
-def test_loss(model, test_loader):
+def test_loss(model, test_loader, device="cpu"):
     model.eval()
     total = 0.0
     with torch.no_grad():
         for data, _ in test_loader:
+            data = data.to(device)
             recon, mu, logvar = model(data)
             total += loss_function(recon, data, mu, logvar).item()
     return total / len(test_loader.dataset)

@@ -2,14 +2,18 @@
 in one run. Run by hand (not a test):
 
     VAE_DATA=/path/to/data .venv/bin/python benchmarks/train_speed.py [--epochs 3] [--rounds 2]
+        [--device cpu|cuda] [--short] [--json speed.json]
 
-Each measurement runs in its own process so that its peak resident memory is its own, and the
-baseline and vae-cli processes take turns for --rounds rounds, so that a slow spell of the
-machine hits both. Prints a table with seconds per epoch (median over all epochs of all
-rounds), images/s, achieved GFLOP/s of the training step and its share of the measured float32
-matmul ceiling, peak memory, and the test -ELBO after the last epoch, then the vae-cli /
-baseline speed ratio, the time the step's matrix products alone take (the floor for any fp32
-implementation on this BLAS), and where vae-cli's step goes, timed in parts.
+Each measurement runs in its own process so that its peak memory is its own, and the baseline
+and vae-cli processes take turns for --rounds rounds, so that a slow spell of the machine hits
+both. All of them train on --device; on an accelerator the baseline runs as main.py does with
+its accelerator on. Prints a table with seconds per epoch (median over all epochs of all
+rounds), images/s, steps/s, achieved GFLOP/s of the MLP's training step and its share of the
+measured float32 matmul ceiling, peak memory (resident on the CPU, allocated on the GPU), and
+the test -ELBO after the last epoch, then the speed ratios. Unless --short, on the CPU it goes
+on with the time the step's matrix products alone take (the floor for any fp32 implementation
+on this BLAS), where vae-cli's step goes, timed in parts, the moons config, and sampling and
+evaluation times. --json writes every figure to a file.
 """
 
 import argparse
@@ -39,16 +43,33 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 MULTIPLY_ADDS = 784 * 400 + 400 * 40 + 20 * 400 + 400 * 784
 TRAIN_FLOPS_PER_IMAGE = 2 * (3 * MULTIPLY_ADDS - 784 * 400)
 TRAIN_IMAGES = 60_000
-OTHER_CONFIGS = {"moons (default config)": "moons.yaml", "fashion-mnist (conv)": "fashion-mnist.yaml"}
+BASELINE = "baseline (DataLoader + ToTensor)"
+CONV = "conv (fashion-mnist.yaml)"
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def training_phases(device: str) -> dict[str, list[str]]:
+    """What the main table measures: name -> arguments of its --phase process. The MNIST MLP
+    rows train configs/mnist.yaml."""
+    return {BASELINE: ["baseline"], "vae-cli": ["vae-cli"],
+            "vae-cli, precision bf16": ["vae-cli", "--set", "train.precision=bf16"],
+            CONV: ["vae-cli", "--config", "fashion-mnist.yaml"]}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: str = "cpu", n: int = 2048, repeats: int = 10) -> float:
+    device = torch.device(device)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b  # warm-up
     times = []
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return 2 * n ** 3 / min(times) / 1e9
 
@@ -82,41 +103,47 @@ def fastest_ms(functions: dict, calls: int = 60, rounds: int = 7) -> dict:
     return best
 
 
-def peak_mb() -> float:
+def peak_mb(device: str) -> float:
+    """The process's peak: memory allocated on a GPU, else resident memory."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_baseline(epochs: int, seed: int) -> dict:
+def run_baseline(epochs: int, seed: int, device: str) -> dict:
     import baseline_examples_vae as reference
     torch.manual_seed(seed)
-    train_loader, test_loader = reference.loaders(os.environ.get("VAE_DATA", "data"))
-    model = reference.ExamplesVAE()
+    train_loader, test_loader = reference.loaders(os.environ.get("VAE_DATA", "data"),
+                                                  accelerated=device != "cpu")
+    model = reference.ExamplesVAE().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     seconds = []
     for _ in range(epochs):
-        start = time.perf_counter()
-        reference.train_epoch(model, optimizer, train_loader, epoch=len(seconds) + 1)
+        start = time.perf_counter()  # the loop's loss.item() waits for the device every step
+        reference.train_epoch(model, optimizer, train_loader, epoch=len(seconds) + 1, device=device)
         seconds.append(time.perf_counter() - start)
-    return {"seconds": seconds, "test_neg_elbo": reference.test_loss(model, test_loader), "peak_mb": peak_mb()}
+    return {"seconds": seconds, "test_neg_elbo": reference.test_loss(model, test_loader, device),
+            "peak_mb": peak_mb(device), "images": len(train_loader.dataset), "steps": len(train_loader)}
 
 
-def cpu_trainer(run_dir: Path, overrides: list[str], config_name: str = "mnist.yaml"):
-    """vae-cli's own Trainer (what `vae train` drives) for a config of configs/, on the CPU."""
+def trainer_on(device: str, run_dir: Path, overrides: list[str], config_name: str = "mnist.yaml"):
+    """vae-cli's own Trainer (what `vae train` drives) for a config of configs/."""
     from vae_cli import config, training
-    cfg = config.load(ROOT / "configs" / config_name, ["train.device=cpu", *overrides])
-    return training.Trainer(cfg, run_dir, torch.device("cpu"))
+    cfg = config.load(ROOT / "configs" / config_name, [f"train.device={device}", *overrides])
+    return training.Trainer(cfg, run_dir, torch.device(device))
 
 
-def run_vae_cli(epochs: int, seed: int, overrides: list[str], config_name: str = "mnist.yaml") -> dict:
+def run_vae_cli(epochs: int, seed: int, device: str, overrides: list[str], config_name: str = "mnist.yaml") -> dict:
     """Train through the same Trainer that `vae train` drives, timing the training part of each
-    epoch and the whole epoch (test ELBO, pictures, checkpoints)."""
+    epoch (which ends by reading the loss sums back, so the device has finished) and the whole
+    epoch (test ELBO, pictures, checkpoints)."""
     from rich.progress import Progress
 
     from vae_cli import training
     with tempfile.TemporaryDirectory() as run_dir:
         (Path(run_dir) / "checkpoints").mkdir()
-        trainer = cpu_trainer(Path(run_dir), [f"train.epochs={epochs}", f"train.seed={seed}", *overrides],
-                              config_name)
+        trainer = trainer_on(device, Path(run_dir), [f"train.epochs={epochs}", f"train.seed={seed}", *overrides],
+                             config_name)
         seconds, full_epoch = [], []
         with training.StopRequests() as stop, Progress(disable=True) as progress:
             for _ in range(epochs):
@@ -126,7 +153,7 @@ def run_vae_cli(epochs: int, seed: int, overrides: list[str], config_name: str =
                 record = trainer.end_epoch(0.0, seconds[-1])
                 full_epoch.append(time.perf_counter() - start)
     return {"seconds": seconds, "full_epoch_seconds": full_epoch, "test_neg_elbo": record["test_loss"],
-            "peak_mb": peak_mb(), "images": len(trainer.data.train)}
+            "peak_mb": peak_mb(device), "images": len(trainer.data.train), "steps": trainer.steps_per_epoch}
 
 
 def step_breakdown() -> dict:
@@ -139,7 +166,7 @@ def step_breakdown() -> dict:
     Also times the step with train.compile=true (the first turn includes the compilation)."""
     def step_and_adam(overrides: list[str]):
         with tempfile.TemporaryDirectory() as run_dir:  # train_step writes nothing
-            trainer = cpu_trainer(Path(run_dir), overrides)
+            trainer = trainer_on("cpu", Path(run_dir), overrides)
         train = trainer.config.train
         batches = itertools.cycle(trainer.data.epoch_order(train.seed, 0).split(train.batch_size)[:-1])
         return (lambda: trainer.train_step(next(batches))), trainer.optimizer.step
@@ -178,61 +205,50 @@ def in_subprocess(phase: str, *args) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=2, help="times each training measurement is repeated, in turns")
-    parser.add_argument("--eval-k", type=int, default=1000)
-    parser.add_argument("--phase", choices=["baseline", "vae-cli", "breakdown"], help=argparse.SUPPRESS)
-    parser.add_argument("--config", default="mnist.yaml", help=argparse.SUPPRESS)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.phase == "baseline":
-        print(json.dumps(run_baseline(args.epochs, args.seed)))
-        return
-    if args.phase == "vae-cli":
-        print(json.dumps(run_vae_cli(args.epochs, args.seed, args.overrides, args.config)))
-        return
-    if args.phase == "breakdown":
-        print(json.dumps(step_breakdown()))
-        return
-
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} logical CPUs")
-    ceiling = matmul_gflops()
-    print(f"float32 2048x2048 matmul: {ceiling:.0f} GFLOP/s (the ceiling); one training epoch is "
-          f"{TRAIN_FLOPS_PER_IMAGE * TRAIN_IMAGES / 1e12:.3f} TFLOP of matmuls, so the floor is "
-          f"{TRAIN_FLOPS_PER_IMAGE * TRAIN_IMAGES / ceiling / 1e9:.2f} s per epoch\n")
-    phases = {
-        "baseline (DataLoader + ToTensor)": ["baseline"],
-        "vae-cli": ["vae-cli"],
-        "vae-cli, precision bf16": ["vae-cli", "--set", "train.precision=bf16"],
-    }
+def measure_training(args, ceiling: float) -> dict:
+    """The main table: every phase in turn for --rounds rounds, then per phase its medians."""
+    phases = training_phases(args.device)
     results = {name: {"seconds": [], "full_epoch_seconds": [], "peak_mb": 0.0} for name in phases}
     for _ in range(args.rounds):
         for name, (phase, *extra) in phases.items():
-            result = in_subprocess(phase, "--epochs", args.epochs, "--seed", args.seed, *extra)
+            result = in_subprocess(phase, "--epochs", args.epochs, "--seed", args.seed, "--device", args.device, *extra)
             for key in ("seconds", "full_epoch_seconds"):
                 results[name][key] += result.get(key, [])
             results[name]["peak_mb"] = max(results[name]["peak_mb"], result["peak_mb"])
-            results[name]["test_neg_elbo"] = result["test_neg_elbo"]  # the same in every round: same seed
-    header = f"{'':34} {'s/epoch':>8} {'img/s':>8} {'GFLOP/s':>8} {'ceiling':>8} {'peak MB':>8} {'test -ELBO':>11}"
-    print(header)
+            for key in ("test_neg_elbo", "images", "steps"):  # the same in every round: same seed
+                results[name][key] = result[key]
+    print(f"{'':34} {'s/epoch':>8} {'img/s':>9} {'steps/s':>8} {'GFLOP/s':>8} {'ceiling':>8} {'peak MB':>8} "
+          f"{'test -ELBO':>11}")
     for name, result in results.items():
-        median = statistics.median(result["seconds"])
-        gflops = TRAIN_FLOPS_PER_IMAGE * TRAIN_IMAGES / median / 1e9
-        print(f"{name:34} {median:8.2f} {TRAIN_IMAGES / median:8.0f} {gflops:8.1f} {gflops / ceiling:8.0%} "
-              f"{result['peak_mb']:8.0f} {result['test_neg_elbo']:11.2f}")
-    base = statistics.median(results["baseline (DataLoader + ToTensor)"]["seconds"])
-    ours = statistics.median(results["vae-cli"]["seconds"])
-    print(f"\nspeed ratio vae-cli / baseline: {base / ours:.2f}x (training epochs, median of "
-          f"{args.rounds} rounds x {args.epochs} epochs)")
+        median = result["s_per_epoch"] = statistics.median(result["seconds"])
+        result["images_per_s"] = result["images"] / median
+        result["steps_per_s"] = result["steps"] / median
+        flops = "" if name.startswith("conv") else f"{TRAIN_FLOPS_PER_IMAGE * result['images_per_s'] / 1e9:8.1f}"
+        share = "" if name.startswith("conv") else f"{TRAIN_FLOPS_PER_IMAGE * result['images_per_s'] / 1e9 / ceiling:8.1%}"
+        print(f"{name:34} {median:8.3f} {result['images_per_s']:9,.0f} {result['steps_per_s']:8,.0f} {flops:>8} "
+              f"{share:>8} {result['peak_mb']:8.0f} {result['test_neg_elbo']:11.2f}")
+    return results
+
+
+def ratios(results: dict) -> dict:
+    """Speed ratios of images/s (and test -ELBO differences in nats) between rows of the table."""
+    pairs = {"vae-cli / baseline": ("vae-cli", BASELINE),
+             "bf16 / fp32": ("vae-cli, precision bf16", "vae-cli")}
+    found = {}
+    for label, (ours, theirs) in pairs.items():
+        if ours in results and theirs in results:
+            found[label] = {"speed": results[ours]["images_per_s"] / results[theirs]["images_per_s"],
+                            "test_neg_elbo_difference": results[ours]["test_neg_elbo"] - results[theirs]["test_neg_elbo"]}
+            print(f"{label:30} {found[label]['speed']:6.2f}x the images/s, test -ELBO "
+                  f"{found[label]['test_neg_elbo_difference']:+.2f} nats")
+    return found
+
+
+def cpu_details(args, results: dict) -> dict:
+    """The CPU-only part of the report: the step's floor and its parts, moons, sampling, eval."""
+    base, ours = results[BASELINE]["s_per_epoch"], results["vae-cli"]["s_per_epoch"]
     print(f"vae-cli full epoch incl. test ELBO, pictures and checkpoints: "
           f"{statistics.median(results['vae-cli']['full_epoch_seconds']):.2f} s")
-    bf16 = statistics.median(results["vae-cli, precision bf16"]["seconds"])
-    print(f"bf16 autocast: {ours / bf16:.2f}x the fp32 speed, test -ELBO "
-          f"{results['vae-cli, precision bf16']['test_neg_elbo'] - results['vae-cli']['test_neg_elbo']:+.2f} nats")
-
     breakdown = in_subprocess("breakdown")
     floor = breakdown["parts"]["matrix products (timed alone)"] * -(-TRAIN_IMAGES // 128) / 1000
     print(f"\nthe matrix products of the epoch's 469 steps alone take {floor:.2f} s: an fp32 implementation "
@@ -243,11 +259,10 @@ def main():
     print(f"the same step with train.compile=true: {breakdown['compiled step']:.2f} ms "
           f"({breakdown['step'] / breakdown['compiled step']:.2f}x)")
 
-    print("\nother configs through vae-cli (training part of an epoch, median):")
-    for name, config_name in OTHER_CONFIGS.items():
-        result = in_subprocess("vae-cli", "--epochs", 2, "--seed", args.seed, "--config", config_name)
-        median = statistics.median(result["seconds"])
-        print(f"  {name:24} {median:6.2f} s/epoch  {result['images'] / median:8,.0f} img/s")
+    moons = in_subprocess("vae-cli", "--epochs", 2, "--seed", args.seed, "--device", "cpu", "--config", "moons.yaml")
+    moons_seconds = statistics.median(moons["seconds"])
+    print(f"\nmoons (default config) through vae-cli: {moons_seconds:.2f} s/epoch, "
+          f"{moons['images'] / moons_seconds:,.0f} img/s")
 
     with tempfile.TemporaryDirectory() as runs_dir:
         os.environ["VAE_RUNS"] = runs_dir
@@ -261,6 +276,58 @@ def main():
           f"the whole `vae sample --n 10000` command, start-up included: {sample_command:.2f} s")
     print(f"vae eval --k {args.eval_k} on the 10000 test images: {eval_seconds:.1f} s "
           f"(NLL {report['nll']:.2f} nats after 1 epoch)")
+    return {"breakdown_ms": breakdown, "matmul_floor_s_per_epoch": floor, "vae_cli_over_baseline": base / ours,
+            "moons_s_per_epoch": moons_seconds, "sample_10000_s": sample_seconds,
+            "sample_command_s": sample_command, f"eval_k{args.eval_k}_s": eval_seconds}
+
+
+def describe_device(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        return f"{properties.name}, {properties.total_memory / 2 ** 30:.0f} GiB, CUDA {torch.version.cuda}"
+    return f"{torch.get_num_threads()} threads, {os.cpu_count()} logical CPUs"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2, help="times each training measurement is repeated, in turns")
+    parser.add_argument("--eval-k", type=int, default=1000)
+    parser.add_argument("--device", default="cpu", help="where everything trains: cpu, cuda, cuda:N")
+    parser.add_argument("--short", action="store_true", help="only the training table (what gpu_check.sh runs)")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--phase", choices=["baseline", "vae-cli", "breakdown"], help=argparse.SUPPRESS)
+    parser.add_argument("--config", default="mnist.yaml", help=argparse.SUPPRESS)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase == "baseline":
+        print(json.dumps(run_baseline(args.epochs, args.seed, args.device)))
+        return
+    if args.phase == "vae-cli":
+        print(json.dumps(run_vae_cli(args.epochs, args.seed, args.device, args.overrides, args.config)))
+        return
+    if args.phase == "breakdown":
+        print(json.dumps(step_breakdown()))
+        return
+
+    report = {"torch": torch.__version__, "device": args.device, "machine": describe_device(args.device),
+              "epochs": args.epochs, "rounds": args.rounds}
+    print(f"torch {torch.__version__} on {args.device}: {report['machine']}")
+    ceiling = report["matmul_gflops"] = matmul_gflops(args.device)
+    print(f"float32 2048x2048 matmul: {ceiling:.0f} GFLOP/s (the ceiling); one MNIST MLP training epoch is "
+          f"{TRAIN_FLOPS_PER_IMAGE * TRAIN_IMAGES / 1e12:.3f} TFLOP of matmuls, so the floor is "
+          f"{TRAIN_FLOPS_PER_IMAGE * TRAIN_IMAGES / ceiling / 1e9:.3f} s per epoch\n")
+    results = measure_training(args, ceiling)
+    report["training"] = results
+    print(f"\nmedian of {args.rounds} rounds x {args.epochs} epochs, training part of the epoch; peak MB is "
+          f"{'GPU memory allocated' if torch.device(args.device).type == 'cuda' else 'resident memory'}")
+    report["ratios"] = ratios(results)
+    if torch.device(args.device).type == "cpu" and not args.short:
+        report["cpu"] = cpu_details(args, results)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,45 @@
+import json
 import os
 import shutil
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
+# cuBLAS reads this before its first handle: it makes the CUDA tests that turn on
+# deterministic algorithms legal (and changes nothing on the CPU).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
-from vae_cli.cli import app
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from vae_cli.cli import app  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY_MOONS = ["data.train_size=512", "data.test_size=128", "model.hidden=[64]", "train.batch_size=64"]
+# benchmarks/gpu_check.sh --dry-run sets this to cpu: the tests marked cuda then run on the CPU.
+CHECK_DEVICE = os.environ.get("VAE_CHECK_DEVICE") or ("cuda" if torch.cuda.is_available() else None)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked cuda skip cleanly where there is no GPU (and no dry run asked for)."""
+    if CHECK_DEVICE is not None:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: benchmarks/gpu_check.sh runs these "
+                                   "(--dry-run runs them on the CPU)")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def figure(request):
+    """figure(name, value): a measured number for benchmarks/gpu_check.sh's summary, appended
+    to the JSON-lines file $VAE_CHECK_FIGURES when it is set."""
+    def record(name: str, value):
+        path = os.environ.get("VAE_CHECK_FIGURES")
+        if path:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"test": request.node.name, "name": name, "value": value}) + "\n")
+    return record
 
 
 @pytest.fixture
