@@ -49,10 +49,18 @@ CONV = "conv (fashion-mnist.yaml)"
 
 def training_phases(device: str) -> dict[str, list[str]]:
     """What the main table measures: name -> arguments of its --phase process. The MNIST MLP
-    rows train configs/mnist.yaml."""
-    return {BASELINE: ["baseline"], "vae-cli": ["vae-cli"],
-            "vae-cli, precision bf16": ["vae-cli", "--set", "train.precision=bf16"],
-            CONV: ["vae-cli", "--config", "fashion-mnist.yaml"]}
+    rows train configs/mnist.yaml; CUDA graphs exist only on CUDA."""
+    cuda = torch.device(device).type == "cuda"
+    graph = ["--set", "train.cuda_graph=true"]
+    phases = {BASELINE: ["baseline"], "vae-cli": ["vae-cli"],
+              "vae-cli, precision bf16": ["vae-cli", "--set", "train.precision=bf16"]}
+    if cuda:
+        phases["vae-cli, cuda_graph"] = ["vae-cli", *graph]
+        phases["vae-cli, cuda_graph, bf16"] = ["vae-cli", *graph, "--set", "train.precision=bf16"]
+    phases[CONV] = ["vae-cli", "--config", "fashion-mnist.yaml"]
+    if cuda:
+        phases["conv, cuda_graph"] = ["vae-cli", "--config", "fashion-mnist.yaml", *graph]
+    return phases
 
 
 def synchronize(device: torch.device) -> None:
@@ -233,7 +241,11 @@ def measure_training(args, ceiling: float) -> dict:
 def ratios(results: dict) -> dict:
     """Speed ratios of images/s (and test -ELBO differences in nats) between rows of the table."""
     pairs = {"vae-cli / baseline": ("vae-cli", BASELINE),
-             "bf16 / fp32": ("vae-cli, precision bf16", "vae-cli")}
+             "cuda_graph / baseline": ("vae-cli, cuda_graph", BASELINE),
+             "cuda_graph / eager": ("vae-cli, cuda_graph", "vae-cli"),
+             "bf16 / fp32": ("vae-cli, precision bf16", "vae-cli"),
+             "cuda_graph bf16 / cuda_graph fp32": ("vae-cli, cuda_graph, bf16", "vae-cli, cuda_graph"),
+             "conv cuda_graph / conv eager": ("conv, cuda_graph", CONV)}
     found = {}
     for label, (ours, theirs) in pairs.items():
         if ours in results and theirs in results:
