@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vae_cli import config, evaluation, models
+from vae_cli.objectives import log_normal
 
 PIXELS, LATENT, SIGMA = 64, 2, 0.5
 
@@ -65,3 +66,19 @@ def test_chunking_does_not_change_the_estimate(linear_gaussian, monkeypatch):
     assert chunked.shape == whole.shape == (40, 10)
     assert torch.isfinite(chunked).all()
     assert abs(float(evaluation.iwae_nll(chunked).mean() - evaluation.iwae_nll(whole).mean())) < 0.1
+
+
+def test_importance_weights_equal_scoring_k_copies_of_the_batch(linear_gaussian):
+    # The weights come from decoder outputs broadcast against the batch; drawing the same noise
+    # and scoring k stacked copies of x, term by term, must give the same numbers.
+    model, x, _ = linear_gaussian
+    x = x[:7]
+    torch.manual_seed(4)
+    weights, mean, log_scale = evaluation.log_weights(model, x, 30)
+    torch.manual_seed(4)
+    z = mean + torch.exp(log_scale) * torch.randn(30, *mean.shape)
+    with torch.no_grad():
+        nll = model.likelihood.nll(model.decode(z.reshape(30 * 7, -1)), x.repeat(30, 1, 1, 1)).view(30, 7)
+    zeros = torch.zeros_like(mean)
+    by_copies = -nll + log_normal(z, zeros, zeros) - log_normal(z, mean, log_scale)
+    assert torch.allclose(weights, by_copies, atol=1e-4)

@@ -60,6 +60,15 @@ def test_eval_writes_a_report(vae, tiny_run):
     assert "NLL, k=50" in result.output
 
 
+def test_eval_is_reproducible_from_its_seed(vae, tiny_run):
+    reports = []
+    for seed in (3, 3, 4):
+        assert vae("eval", "--k", 20, "--seed", seed).exit_code == 0
+        reports.append(json.loads((tiny_run / "eval.json").read_text()))
+    assert reports[0]["nll"] == reports[1]["nll"] != reports[2]["nll"]
+    assert reports[0]["seed"] == 3
+
+
 def test_eval_says_elbo_is_undefined_for_an_autoencoder(vae, runs_dir):
     args = [a for o in (*TINY_MOONS, "train.epochs=1", "model.kind=ae") for a in ("--set", o)]
     assert vae("train", *args, "--name", "ae").exit_code == 0

@@ -51,3 +51,19 @@ def test_bernoulli_nll_matches_pytorch_in_value_and_gradient():
     assert torch.allclose(our_grad, reference_grad, atol=1e-12)
     extreme = torch.tensor([[-100.0, 100.0, 0.0]])
     assert torch.isfinite(Bernoulli().nll(extreme, torch.tensor([[1.0, 0.0, 1.0]]))).all()
+
+
+def test_likelihoods_broadcast_sample_dimensions_against_the_batch():
+    # `vae eval` decodes k samples per image into (k, batch, C, H, W) and scores them against
+    # the batch itself: the same numbers as scoring k stacked copies of the batch.
+    torch.manual_seed(0)
+    outputs = torch.randn(3, 5, 1, 4, 4, dtype=torch.float64)
+    x = torch.bernoulli(torch.full((5, 1, 4, 4), 0.3, dtype=torch.float64))
+    for likelihood in (Bernoulli(), Gaussian(0.3, learn_scale=False)):
+        broadcast = likelihood.nll(outputs, x)
+        stacked = likelihood.nll(outputs.flatten(0, 1), x.repeat(3, 1, 1, 1)).view(3, 5)
+        assert broadcast.shape == (3, 5)
+        assert torch.allclose(broadcast, stacked, atol=1e-12)
+    logits = outputs.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(Bernoulli().nll(logits, x).sum(), logits)
+    assert torch.allclose(grad, torch.sigmoid(outputs) - x, atol=1e-12)

@@ -198,12 +198,14 @@ def evaluate(
     k: Annotated[int, typer.Option("--k", min=1, help="Importance samples per image for the NLL.")] = 1000,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 100,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    seed: Annotated[int, typer.Option(min=0, help="Seed for the importance samples (the same seed gives the same numbers).")] = 0,
 ):
     """Measure a trained model: -ELBO, importance-weighted NLL, bits/dim, active units.
 
     Writes eval.json into the run folder."""
     if split not in ("train", "test") or checkpoint not in ("best", "last"):
         raise UsageError("--split must be train or test, and --checkpoint best or last")
+    import torch
     from rich.progress import Progress
 
     from . import data as data_module
@@ -217,6 +219,8 @@ def evaluate(
               "binarize": run_config.data.binarize, "likelihood": run_config.model.likelihood,
               "squared_error": evaluation.squared_error(model, images)}
     if run_config.model.kind == "vae":
+        torch.manual_seed(seed)
+        report["seed"] = seed
         with Progress(*Progress.get_default_columns(), console=console, transient=True) as progress:
             task = progress.add_task(f"{split}: {k} samples per image", total=len(images))
             report |= evaluation.evaluate(model, images, k, batch_size,

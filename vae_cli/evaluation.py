@@ -43,18 +43,22 @@ ELEMENT_BUDGET = 1 << 23  # decoder outputs per chunk (32 MB of float32): k = 50
 def log_weights(model, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """log p(x, z_i) − log q(z_i | x) for k posterior samples z_i per image: (k, batch), and
     the posterior's mean and log-scale: (batch, latent_dim) each. Samples are drawn in chunks
-    so that k × batch × pixels never exceeds ELEMENT_BUDGET."""
+    so that k × batch × pixels never exceeds ELEMENT_BUDGET.
+
+    The decoder runs once per sample on (chunk × batch) codes, which is nearly all the time;
+    the likelihood broadcasts its output against x instead of against k copies of x."""
     mean, log_scale = model.encode(x)
-    pixels = x[0].numel()
-    chunk = max(1, ELEMENT_BUDGET // (len(x) * pixels))
+    scale, standard = torch.exp(log_scale), torch.zeros_like(mean)
+    chunk = max(1, ELEMENT_BUDGET // (len(x) * x[0].numel()))
     weights = []
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
-        z = mean + torch.exp(log_scale) * torch.randn(n, *mean.shape, device=x.device)
-        flat = z.reshape(n * len(x), -1)
-        nll = model.likelihood.nll(model.decode(flat), x.repeat(n, *[1] * (x.dim() - 1)))
-        log_prior = log_normal(z, torch.zeros_like(mean), torch.zeros_like(log_scale))
-        weights.append(-nll.view(n, len(x)) + log_prior - log_normal(z, mean, log_scale))
+        noise = torch.randn(n, *mean.shape, device=x.device)
+        z = mean + scale * noise
+        output = model.decode(z.view(n * len(x), -1)).view(n, *x.shape)
+        log_likelihood = -model.likelihood.nll(output, x)
+        log_prior = log_normal(z, standard, standard)
+        weights.append(log_likelihood + log_prior - log_normal(z, mean, log_scale))
     return torch.cat(weights), mean, log_scale
 
 

@@ -12,6 +12,13 @@ from torch import nn
 LOG_2PI = math.log(2 * math.pi)
 
 
+def per_image(per_pixel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Sum over the pixels of each image: the trailing dimensions that one image `x[0]` has.
+    Outputs may carry leading sample dimensions that broadcast against the batch `x`
+    ((k, batch, C, H, W) against (batch, C, H, W)), which spares copying x k times."""
+    return per_pixel.flatten(1 - x.dim()).sum(-1) if x.dim() > 1 else per_pixel
+
+
 class BernoulliNLL(torch.autograd.Function):
     """Binary cross-entropy with logits, summed per image, with a hand-written backward.
 
@@ -28,20 +35,21 @@ class BernoulliNLL(torch.autograd.Function):
         per_pixel = logits.abs().neg_().exp_().add_(1).log_()
         per_pixel += logits.clamp_min(0)
         per_pixel.addcmul_(logits, x, value=-1)
-        return per_pixel.flatten(1).sum(1)
+        return per_image(per_pixel, x)
 
     @staticmethod
     def backward(ctx, grad):
         logits, x = ctx.saved_tensors
-        return torch.sigmoid(logits).sub_(x).mul_(grad.view(-1, *[1] * (logits.dim() - 1))), None
+        return torch.sigmoid(logits).sub_(x).mul_(grad.view(*grad.shape, *[1] * (x.dim() - 1))), None
 
 
 class Bernoulli(nn.Module):
     """Pixels are coin flips; the decoder outputs their logits."""
 
     def nll(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """-log p(x | z) per image. For gray (non-binary) x this is the usual cross-entropy
-        surrogate, as in pytorch/examples, not a normalised density."""
+        """-log p(x | z) per image (logits may have extra leading sample dimensions, see
+        per_image). For gray (non-binary) x this is the usual cross-entropy surrogate, as in
+        pytorch/examples, not a normalised density."""
         return BernoulliNLL.apply(logits, x)
 
     def mean(self, logits: torch.Tensor) -> torch.Tensor:
@@ -63,7 +71,7 @@ class Gaussian(nn.Module):
     def nll(self, mean: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         z = (x - mean) * torch.exp(-self.log_scale)
         per_pixel = 0.5 * z ** 2 + self.log_scale + 0.5 * LOG_2PI
-        return per_pixel.flatten(1).sum(1)
+        return per_image(per_pixel, x)
 
     def mean(self, mean: torch.Tensor) -> torch.Tensor:
         return mean.clamp(0, 1)
