@@ -138,7 +138,7 @@ def trainer_on(device: str, run_dir: Path, overrides: list[str], config_name: st
     """vae-cli's own Trainer (what `vae train` drives) for a config of configs/."""
     from vae_cli import config, training
     cfg = config.load(ROOT / "configs" / config_name, [f"train.device={device}", *overrides])
-    return training.Trainer(cfg, run_dir, torch.device(device))
+    return training.Trainer(*training.build(cfg, torch.device(device)), cfg, run_dir, torch.device(device))
 
 
 def run_vae_cli(epochs: int, seed: int, device: str, overrides: list[str], config_name: str = "mnist.yaml") -> dict:

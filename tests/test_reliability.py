@@ -129,17 +129,17 @@ def test_a_failed_save_leaves_the_previous_checkpoint(trained, monkeypatch):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(vae, runs_dir, monkeypatch):
-    honest = models.VAE.losses
+    honest = models.VAE.objective
     calls = {"n": 0}
 
     def poisoned(self, x, noise=None):
-        recon, kl, log_scale = honest(self, x, noise)
+        objective = honest(self, x, noise)
         if self.training:
             calls["n"] += 1
             if calls["n"] == 8 + 3:  # epoch 2 (8 steps per epoch), step 3
-                recon = recon * float("nan")
-        return recon, kl, log_scale
-    monkeypatch.setattr(models.VAE, "losses", poisoned)
+                objective.loss = objective.loss * float("nan")
+        return objective
+    monkeypatch.setattr(models.VAE, "objective", poisoned)
     result = vae("train", *TINY, "--set", "train.epochs=3", "--name", "nan")
     assert_clean_failure(result, 1, "at epoch 2 step 3")
     assert "lower train.lr" in result.output

@@ -209,16 +209,17 @@ def evaluate(
     from rich.progress import Progress
 
     from . import data as data_module
-    from . import evaluation, runs, training
+    from . import device as device_module
+    from . import evaluation, runs
     run_dir = runs.resolve_run(run)
     run_config, model, _ = runs.load_model(run_dir, checkpoint)
-    device = training.pick_device(run_config.train.device)
+    device = device_module.choose(run_config.train.device)
     model.to(device)
     images, _ = data_module.load(run_config.data, device).split(split)
     report = {"run": str(run_dir), "checkpoint": checkpoint, "split": split, "kind": run_config.model.kind,
               "binarize": run_config.data.binarize, "likelihood": run_config.model.likelihood,
               "squared_error": evaluation.squared_error(model, images)}
-    if run_config.model.kind == "vae":
+    if model.defines_density:
         torch.manual_seed(seed)
         report["seed"] = seed
         with Progress(*Progress.get_default_columns(), console=console, transient=True) as progress:
@@ -299,12 +300,18 @@ def plot(
 
 
 @app.command()
-def keys():
+@friendly_errors
+def keys(
+    kind: Annotated[Optional[str], typer.Option(help="Only the keys this model.kind accepts.")] = None,
+):
     """List every config key with its default and what it means."""
-    table = Table(title="config keys (YAML sections data, model, train; or --set section.key=value)",
+    if kind is not None and kind not in config_module.MODEL_KINDS:
+        raise UsageError(f"--kind {kind!r}: use one of {', '.join(config_module.MODEL_KINDS)}")
+    title = "config keys" + (f" of model.kind={kind}" if kind else "")
+    table = Table(title=f"{title} (YAML sections data, model, train; or --set section.key=value)",
                   title_justify="left")
     for column in ("key", "default", "meaning"):
         table.add_column(column)
-    for key, default, meaning in config_module.describe_keys():
+    for key, default, meaning in config_module.describe_keys(kind):
         table.add_row(key, "null" if default is None else str(default), meaning)
     console.print(table)

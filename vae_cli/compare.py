@@ -34,12 +34,12 @@ def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[
     for run_dir, run_config, model in loaded:
         row = {"run": run_dir.name, "kind": run_config.model.kind, "latent_dim": run_config.model.latent_dim,
                "squared_error": evaluation.squared_error(model, measured)}
-        if run_config.model.kind == "vae":
+        if model.defines_density:
             report = evaluation.evaluate(model, measured, k, 100)
             row |= {key: report[key] for key in ("neg_elbo", "nll", "mean_posterior_scale", "active_units")}
         rows.append(row)
         picture += [
-            (f"{run_dir.name}\nreconstructions", model.decode_image(model.encode(test[:SHOWN])[0])),
+            (f"{run_dir.name}\nreconstructions", model.reconstruct(test[:SHOWN])),
             (f"{run_dir.name}\nrandom codes", latent.sample_images(model, SHOWN, SAMPLE_SEED)),
             (f"{run_dir.name}\ninterpolation", latent.interpolation_strip(model, a, b, SHOWN, "linear")),
         ]

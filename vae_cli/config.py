@@ -1,8 +1,11 @@
 """Run configuration: typed dataclasses with defaults, loaded from YAML, overridden by `--set`.
 
 Every check lives in this module. Each field carries its rules (type, allowed choices, lower
-bound) in its metadata, so the generic checker below validates all of them the same way and
-the error names the key, the file and what is allowed.
+bound, and for model keys the model kinds that use it) in its metadata, so the generic checker
+below validates all of them the same way and the error names the key, the file and what is
+allowed. The choices mirror the registries of the modules that build things (models.MODELS,
+models.NETWORKS, objectives.LIKELIHOODS, data.LOADERS); tests/test_config.py ties them together.
+This module imports no torch, so the CLI can check a config before loading it.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ class ConfigError(UsageError):
 
 
 def option(default, help: str, choices: tuple | None = None, minimum: float | None = None,
-           above: float | None = None):
-    """A config field: its default, a help line, and the rules the checker enforces."""
-    rules = {"help": help, "choices": choices, "minimum": minimum, "above": above}
+           above: float | None = None, kinds: tuple[str, ...] | None = None):
+    """A config field: its default, a help line, and the rules the checker enforces; `kinds`
+    limits a model key to the model kinds that use it (None: every kind)."""
+    rules = {"help": help, "choices": choices, "minimum": minimum, "above": above, "kinds": kinds}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=rules)
     return field(default=default, metadata=rules)
@@ -46,21 +50,33 @@ class DataConfig:
     test_fraction: float = option(0.1, "folder: share of images held out for testing", above=0.0)
 
 
+MODEL_KINDS = ("vae", "ae", "pca")
+NETWORK_KINDS = ("vae", "ae")  # the kinds with encoder and decoder networks
+VARIATIONAL_KINDS = ("vae",)   # the kinds with a posterior and a KL term
+
+
 @dataclass
 class ModelConfig:
     kind: str = option("vae", "vae | ae (deterministic code) | pca (linear, fitted once)",
-                       choices=("vae", "ae", "pca"))
+                       choices=MODEL_KINDS)
     network: str = option("mlp", "encoder/decoder family; the decoder mirrors the encoder",
-                          choices=("mlp", "conv"))
-    hidden: list[int] = option([400], "mlp: hidden layer sizes; conv: channels per stride-2 layer")
+                          choices=("mlp", "conv"), kinds=NETWORK_KINDS)
+    hidden: list[int] = option([400], "mlp: hidden layer sizes; conv: channels per stride-2 layer",
+                               kinds=NETWORK_KINDS)
     latent_dim: int = option(4, "size of the code", minimum=1)
     likelihood: str = option("bernoulli", "decoder distribution over pixels",
-                             choices=("bernoulli", "gaussian"))
+                             choices=("bernoulli", "gaussian"), kinds=NETWORK_KINDS)
     gaussian_scale: float = option(0.1, "gaussian: pixel noise standard deviation (initial value if learned)",
-                                   above=0.0)
-    learn_scale: bool = option(False, "gaussian: learn the pixel noise scale")
-    beta: float = option(1.0, "weight of the KL term (0 = no KL: the model collapses to an autoencoder)",
-                         minimum=0.0)
+                                   above=0.0, kinds=NETWORK_KINDS)
+    learn_scale: bool = option(False, "gaussian: learn the pixel noise scale", kinds=NETWORK_KINDS)
+    beta: float = option(1.0, "weight of the KL term (0 = no KL: the model collapses to an autoencoder; "
+                              "the -ELBO is reported beside any other value)",
+                         minimum=0.0, kinds=VARIATIONAL_KINDS)
+
+    def applies(self, name: str) -> bool:
+        """Whether model key `name` is used by this config's kind."""
+        kinds = MODEL_FIELDS[name].metadata["kinds"]
+        return kinds is None or self.kind in kinds
 
 
 @dataclass
@@ -85,25 +101,35 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain values, without the model keys the kind does not use."""
+        values = dataclasses.asdict(self)
+        values["model"] = {name: value for name, value in values["model"].items() if self.model.applies(name)}
+        return values
 
 
 SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+MODEL_FIELDS = {f.name: f for f in dataclasses.fields(ModelConfig)}
+DEFAULT_MODEL = ModelConfig()
 
 
 def all_keys() -> list[str]:
     return [f"{s}.{f.name}" for s, cls in SECTION_CLASSES.items() for f in dataclasses.fields(cls)]
 
 
-def describe_keys() -> list[tuple[str, object, str]]:
-    """(key, default, help and allowed values) for every config key."""
-    defaults = Config().to_dict()
+def describe_keys(kind: str | None = None) -> list[tuple[str, object, str]]:
+    """(key, default, help and allowed values) for every config key, or for those that model
+    kind `kind` accepts."""
+    defaults = dataclasses.asdict(Config())
     rows = []
     for section, cls in SECTION_CLASSES.items():
         types = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
+            kinds = f.metadata["kinds"]
+            if kind is not None and kinds is not None and kind not in kinds:
+                continue
+            only = f"; kind {', '.join(kinds)} only" if kinds and kind is None else ""
             rows.append((f"{section}.{f.name}", defaults[section][f.name],
-                         f"{f.metadata['help']} ({_describe(f, types[f.name])})"))
+                         f"{f.metadata['help']} ({_describe(f, types[f.name])}{only})"))
     return rows
 
 
@@ -206,8 +232,21 @@ def from_dict(raw, source: str) -> Config:
         if section not in SECTION_CLASSES:
             raise _unknown_key(str(section), source)
     config = Config(**sections)
+    _check_kind_options(config, source)
     _check_combination(config, source)
     return config
+
+
+def _check_kind_options(config: Config, source: str) -> None:
+    """A model key the kind does not use must keep its default (as old run folders store
+    them): a set value would silently do nothing."""
+    model = config.model
+    for name, f in MODEL_FIELDS.items():
+        if not model.applies(name) and getattr(model, name) != getattr(DEFAULT_MODEL, name):
+            accepted = ", ".join(f"model.{n}" for n in MODEL_FIELDS if model.applies(n) and n != "kind")
+            raise ConfigError(f"{source}: model.{name} does nothing for model.kind={model.kind} "
+                              f"(only for {', '.join(f.metadata['kinds'])}): remove it; "
+                              f"kind {model.kind} accepts {accepted}")
 
 
 def _check_combination(config: Config, source: str) -> None:
@@ -220,10 +259,10 @@ def _check_combination(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: moons are grayscale: set data.channels=1")
     if data.name == "folder" and not data.path:
         raise ConfigError(f"{source}: data.name=folder needs data.path, the folder of images")
-    if data.binarize != "none" and model.likelihood != "bernoulli":
+    if data.binarize != "none" and model.applies("likelihood") and model.likelihood != "bernoulli":
         raise ConfigError(f"{source}: data.binarize={data.binarize} makes binary pixels: "
                           f"use model.likelihood=bernoulli")
-    if model.network == "conv":
+    if model.applies("network") and model.network == "conv":
         if not model.hidden:
             raise ConfigError(f"{source}: model.hidden must list at least one channel count for conv")
         if data.image_size % (2 ** len(model.hidden)) != 0:

@@ -1,27 +1,23 @@
-"""Measuring a model: the ELBO on a split (used after every epoch), and `vae eval`'s
+"""Measuring a model: its own objective on a split (used after every epoch), and `vae eval`'s
 importance-weighted likelihood, bits/dim and active units."""
 
 import math
 
 import torch
 
-from .objectives import Gaussian, kl_to_standard_normal, log_normal
+from .objectives import kl_to_standard_normal, log_normal
 
 
 @torch.inference_mode()
-def elbo(model, images: torch.Tensor, beta: float = 1.0, batch_size: int = 1000) -> dict:
-    """Per-image averages over `images` in nats: loss (recon + beta·KL), recon, KL, and the
-    mean posterior log-scale (None for deterministic codes). One noise draw per image."""
-    recon_sum = kl_sum = log_scale_sum = 0.0
+def average_objective(model, images: torch.Tensor, batch_size: int = 1000) -> dict:
+    """Per-image averages over `images` of the loss, the terms and the stats the model reports
+    (nats for likelihood terms), with the model's own noise: one draw per image."""
+    sums = {}
     for start in range(0, len(images), batch_size):
-        recon, kl, log_scale = model.losses(images[start:start + batch_size])
-        recon_sum += float(recon.double().sum())
-        kl_sum += float(kl.double().sum())
-        if log_scale is not None:
-            log_scale_sum += float(log_scale.double().mean(1).sum())
-    n = len(images)
-    return {"loss": (recon_sum + beta * kl_sum) / n, "recon": recon_sum / n, "kl": kl_sum / n,
-            "mean_log_scale": log_scale_sum / n if log_scale is not None else None}
+        objective = model.objective(images[start:start + batch_size])
+        for name, values in {"loss": objective.loss, **objective.terms, **objective.stats}.items():
+            sums[name] = sums.get(name, 0.0) + float(values.double().sum())
+    return {name: total / len(images) for name, total in sums.items()}
 
 
 @torch.inference_mode()
@@ -31,8 +27,7 @@ def squared_error(model, images: torch.Tensor, batch_size: int = 1000) -> float:
     total = 0.0
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
-        reconstruction = model.decode_image(model.encode(x)[0])
-        total += float(((reconstruction - x) ** 2).double().flatten(1).sum())
+        total += float(((model.reconstruct(x) - x) ** 2).double().flatten(1).sum())
     return total / len(images)
 
 
@@ -72,12 +67,10 @@ ACTIVE_UNIT_VARIANCE = 0.01
 
 @torch.inference_mode()
 def evaluate(model, images: torch.Tensor, k: int, batch_size: int, on_batch=lambda n: None) -> dict:
-    """Everything `vae eval` reports for a VAE on `images`, per image in nats unless noted.
-
-    Bits/dim: for a Gaussian density on pixels scaled to [0, 1], log 256 per dimension is added
-    to the NLL first, which makes it a density on the 0..255 scale of 8-bit images (the usual
-    discretisation correction); Bernoulli pixels need none."""
-    bits_offset_per_dim = math.log(256) if isinstance(model.likelihood, Gaussian) else 0.0
+    """Everything `vae eval` reports for a model that defines a density on `images`, per image
+    in nats unless noted. Bits/dim adds the likelihood's own offset per dimension first (see
+    `bits_offset_per_dim` in objectives)."""
+    bits_offset_per_dim = model.likelihood.bits_offset_per_dim
     neg_elbo, nll, kl, means, scales = [], [], [], [], []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]

@@ -40,7 +40,7 @@ def manifold(model, per_side: int = 20) -> torch.Tensor:
     high to low second coordinate: (per_side², C, H, W)."""
     q = gaussian_quantiles(per_side)
     grid = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
-    return model.decode_image(model.codes_from_normal(grid.to(next(model.buffers()).device)))
+    return model.decode_image(model.codes_from_normal(grid.to(model.device)))
 
 
 @torch.inference_mode()

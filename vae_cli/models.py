@@ -1,15 +1,20 @@
 """The models: PCA, the autoencoder and the VAE, on MLP or convolutional networks.
 
-All three share one interface so training, sampling and pictures treat them alike:
+All share one interface so training, sampling and pictures treat them alike:
   encode(x) -> (mean, log_scale)    the code; log_scale is None for deterministic codes
   decode(code) -> output            likelihood parameters (logits or pixel means)
   decode_image(code) -> images      pixels in [0, 1], for pictures
-  losses(x, noise) -> (recon, kl, log_scale)  per-image nats, for training and evaluation
-  codes_from_normal(noise) -> codes standard-normal noise mapped to decodable codes
+  reconstruct(x) -> images          decoded from the code means
+  objective(x, noise) -> Objective  the loss to minimise and named terms, per image
+  codes_from_normal(noise) -> codes standard-normal noise mapped to codes of the sampling prior
   sample_codes(n, ...) -> codes     random codes to decode into new images
+What differs between kinds is a class property (see `Model`); the trainer, evaluation and
+`vae compare` read those and the reported terms, never a kind's name or formula.
 """
 
+import itertools
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -55,40 +60,118 @@ def conv_networks(shape: tuple[int, int, int], channels: list[int], n_code_outpu
 NETWORKS = {"mlp": mlp_networks, "conv": conv_networks}
 
 
+@dataclass
+class Objective:
+    """What a model reports for a batch: `loss`, the per-image value training minimises, and
+    `terms`, named per-image values to show and log (their meaning is the model's business).
+    `stats` are diagnostics measured on the test split only."""
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+TERM_LABELS = {"kl": "KL", "neg_elbo": "-ELBO", "squared_error": "squared error"}  # else the name
+
+
 class CodeSpread(nn.Module):
-    """Mean and spread of the training codes, for models without a prior: sampling draws
-    standard-normal codes scaled to them (which is what shows such models are no generators)."""
+    """Mean and spread of the training codes, the sampling prior of models without one:
+    sampling draws standard-normal codes scaled to them (which is what shows such models are
+    no generators)."""
+    fitted_to_codes = True
 
     def __init__(self, latent_dim: int):
         super().__init__()
-        self.latent_dim = latent_dim
         self.register_buffer("code_mean", torch.zeros(latent_dim))
         self.register_buffer("code_std", torch.ones(latent_dim))
 
-    @torch.inference_mode()
-    def prepare_sampling(self, batches) -> None:
-        """Measure the mean and spread of the codes of the training images, given as an
-        iterable of batches (call after training changes the codes)."""
-        codes = torch.cat([self.encode(batch)[0] for batch in batches])
+    def fit(self, codes: torch.Tensor) -> None:
         self.code_mean.copy_(codes.mean(0))
         self.code_std.copy_(codes.std(0))
 
     def codes_from_normal(self, noise: torch.Tensor) -> torch.Tensor:
-        """Map standard-normal noise to codes of the kind the model decodes."""
         return self.code_mean + self.code_std * noise
+
+
+class StandardNormal(nn.Module):
+    """The prior N(0, I) of a VAE: nothing to measure."""
+    fitted_to_codes = False
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+
+    def fit(self, codes: torch.Tensor) -> None:
+        pass
+
+    def codes_from_normal(self, noise: torch.Tensor) -> torch.Tensor:
+        return noise
+
+
+class Model(nn.Module):
+    """What differs between kinds, as class properties the rest of the tool reads."""
+    defines_density = False  # the ELBO, the NLL and bits/dim make sense
+    fitted_once = False      # fitted in one shot (`fit(images)`), no training loop
+    conditional = False      # encodes and decodes given a label
+    Prior = CodeSpread       # the sampling prior: measured from the training codes, or N(0, I)
+    loss_name = "loss"       # what the epoch line calls `Objective.loss`
+    term_names: tuple[str, ...] = ()  # the keys of `Objective.terms`, in order
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.latent_dim = config.model.latent_dim
+        self.shape = (config.data.channels, config.data.image_size, config.data.image_size)
+        self.prior = self.Prior(self.latent_dim)
+
+    @property
+    def device(self) -> torch.device:
+        return next(itertools.chain(self.parameters(), self.buffers())).device
+
+    def training_noise(self, n: int, device) -> torch.Tensor | None:
+        """The noise a training step of n images needs, drawn by the trainer (so that every
+        rank of a torchrun world draws the same) and passed to `objective`; None for none."""
+        return None
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Images decoded from the code means of x."""
+        return self.decode_image(self.encode(x)[0])
+
+    def forward(self, x, noise=None) -> Objective:
+        """The objective; `forward` so that DistributedDataParallel and torch.compile, which
+        wrap a module's forward, see the whole computation."""
+        return self.objective(x, noise)
+
+    @torch.inference_mode()
+    def prepare_sampling(self, batches) -> None:
+        """Fit the sampling prior to the codes of the training images, given as an iterable of
+        batches (call after training changes the codes)."""
+        if self.prior.fitted_to_codes:
+            self.prior.fit(torch.cat([self.encode(batch)[0] for batch in batches]))
+
+    def codes_from_normal(self, noise: torch.Tensor) -> torch.Tensor:
+        """Map standard-normal noise to codes of the kind the model decodes."""
+        return self.prior.codes_from_normal(noise)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before each kind had its own prior hold the training codes'
+        # spread at the top level, a VAE's unused.
+        for name in ("code_mean", "code_std"):
+            old = state_dict.pop(prefix + name, None)
+            if old is not None and self.prior.fitted_to_codes:
+                state_dict[f"{prefix}prior.{name}"] = old
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def sample_codes(self, n: int, generator: torch.Generator | None = None,
                      temperature: float = 1.0) -> torch.Tensor:
-        noise = torch.randn(n, self.latent_dim, generator=generator).to(self.code_mean.device)
-        return self.codes_from_normal(temperature * noise)
+        noise = torch.randn(n, self.latent_dim, generator=generator)
+        return self.codes_from_normal(temperature * noise.to(self.device))
 
 
-class Autoencoder(CodeSpread):
-    """A deterministic code: encoder and decoder networks, reconstruction loss only."""
+class Autoencoder(Model):
+    """A deterministic code: encoder and decoder networks, reconstruction loss only. It has no
+    prior, so it samples from the measured spread of its training codes."""
+    term_names = ("recon",)
 
     def __init__(self, config: Config, n_code_outputs: int | None = None):
-        super().__init__(config.model.latent_dim)
-        self.shape = (config.data.channels, config.data.image_size, config.data.image_size)
+        super().__init__(config)
         self.encoder, self.decoder = NETWORKS[config.model.network](
             self.shape, config.model.hidden, n_code_outputs or self.latent_dim, self.latent_dim)
         self.likelihood = build_likelihood(config.model)
@@ -102,29 +185,33 @@ class Autoencoder(CodeSpread):
     def decode_image(self, code):
         return self.likelihood.mean(self.decode(code))
 
-    def losses(self, x, noise=None):
-        code, _ = self.encode(x)
-        recon = self.likelihood.nll(self.decode(code), x)
-        return recon, torch.zeros_like(recon), None
-
-    def forward(self, x, noise=None):
-        """The training loss terms; `forward` so that DistributedDataParallel and torch.compile,
-        which wrap a module's forward, see the whole computation."""
-        return self.losses(x, noise)
+    def objective(self, x, noise=None) -> Objective:
+        recon = self.likelihood.nll(self.decode(self.encode(x)[0]), x)
+        return Objective(loss=recon, terms={"recon": recon})
 
 
 class VAE(Autoencoder):
     """The encoder gives a mean m and a log-scale s per latent dimension; training decodes the
-    noisy code c = m + exp(s)·e, e ~ N(0, I), and pays the KL of N(m, exp(s)²) to the prior."""
+    noisy code c = m + exp(s)·e, e ~ N(0, I), and pays the KL of N(m, exp(s)²) to the prior,
+    weighted by beta (1 gives the ELBO)."""
+    defines_density = True
+    Prior = StandardNormal
 
     def __init__(self, config: Config):
         super().__init__(config, n_code_outputs=2 * config.model.latent_dim)
+        self.beta = config.model.beta
+        # With beta != 1 the loss is no bound on anything: the real -ELBO is reported beside it.
+        self.loss_name = "-ELBO" if self.beta == 1 else f"beta-loss (beta={self.beta:g})"
+        self.term_names = ("recon", "kl") if self.beta == 1 else ("recon", "kl", "neg_elbo")
+
+    def training_noise(self, n, device):
+        return torch.randn(n, self.latent_dim, device=device)
 
     def encode(self, x):
         mean, log_scale = self.encoder(x).chunk(2, dim=1)
         return mean, log_scale
 
-    def losses(self, x, noise=None):
+    def objective(self, x, noise=None) -> Objective:
         """noise ~ N(0, I) for the code, drawn here unless the caller supplies it."""
         mean, log_scale = self.encode(x)
         if noise is None:
@@ -132,21 +219,20 @@ class VAE(Autoencoder):
         code = mean + torch.exp(log_scale) * noise
         recon = self.likelihood.nll(self.decode(code), x)
         kl = kl_to_standard_normal(mean, log_scale).sum(1)
-        return recon, kl, log_scale
-
-    def prepare_sampling(self, batches):
-        """Nothing to measure: a VAE samples from its prior N(0, I)."""
-
-    def codes_from_normal(self, noise):
-        return noise  # the prior is N(0, I) itself
+        terms = {"recon": recon, "kl": kl}
+        if self.beta != 1:
+            terms["neg_elbo"] = recon + kl
+        return Objective(loss=recon + self.beta * kl, terms=terms,
+                         stats={"mean_log_scale": log_scale.mean(1)})
 
 
-class PCA(CodeSpread):
+class PCA(Model):
     """The linear encoder/decoder (W, Wᵀ): the top principal directions, fitted once by SVD."""
+    fitted_once = True
+    term_names = ("squared_error",)
 
     def __init__(self, config: Config):
-        super().__init__(config.model.latent_dim)
-        self.shape = (config.data.channels, config.data.image_size, config.data.image_size)
+        super().__init__(config)
         pixels = math.prod(self.shape)
         self.register_buffer("pixel_mean", torch.zeros(pixels))
         self.register_buffer("components", torch.zeros(pixels, self.latent_dim))
@@ -170,9 +256,13 @@ class PCA(CodeSpread):
     def decode_image(self, code):
         return self.decode(code).clamp(0, 1)
 
+    def objective(self, x, noise=None) -> Objective:
+        error = ((self.reconstruct(x) - x) ** 2).flatten(1).sum(1)
+        return Objective(loss=error, terms={"squared_error": error})
+
 
 MODELS = {"vae": VAE, "ae": Autoencoder, "pca": PCA}
 
 
-def build(config: Config) -> nn.Module:
+def build(config: Config) -> Model:
     return MODELS[config.model.kind](config)

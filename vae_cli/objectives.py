@@ -45,6 +45,7 @@ class BernoulliNLL(torch.autograd.Function):
 
 class Bernoulli(nn.Module):
     """Pixels are coin flips; the decoder outputs their logits."""
+    bits_offset_per_dim = 0.0  # a probability of binary pixels already: no offset for bits/dim
 
     def nll(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """-log p(x | z) per image (logits may have extra leading sample dimensions, see
@@ -59,6 +60,9 @@ class Bernoulli(nn.Module):
 class Gaussian(nn.Module):
     """Pixels are Gaussian around the decoder output, with one scale shared by all pixels,
     fixed or learned."""
+    # Bits/dim adds log 256 per dimension to this density on pixels scaled to [0, 1], which makes
+    # it one on the 0..255 scale of 8-bit images (the usual discretisation correction).
+    bits_offset_per_dim = math.log(256)
 
     def __init__(self, scale: float, learn_scale: bool):
         super().__init__()
@@ -77,10 +81,14 @@ class Gaussian(nn.Module):
         return mean.clamp(0, 1)
 
 
+LIKELIHOODS = {
+    "bernoulli": lambda model_config: Bernoulli(),
+    "gaussian": lambda model_config: Gaussian(model_config.gaussian_scale, model_config.learn_scale),
+}
+
+
 def build_likelihood(model_config) -> nn.Module:
-    if model_config.likelihood == "gaussian":
-        return Gaussian(model_config.gaussian_scale, model_config.learn_scale)
-    return Bernoulli()
+    return LIKELIHOODS[model_config.likelihood](model_config)
 
 
 def kl_to_standard_normal(mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:

@@ -13,13 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.nn.parallel import DistributedDataParallel
 
 from . import data as data_module
+from . import device as device_module
 from . import evaluation, models, runs
 from .config import Config, ConfigError
 from .cuda_graph import GraphedStep
 from .console import console
+from .data import ImageData
 from .distributed import World
 from .errors import VaeError
 from .images import save_grid
+from .models import TERM_LABELS, Model
 
 PROGRESS_EVERY = 10  # steps between progress-bar refreshes (and host syncs on accelerators)
 PICTURE_COUNT = 64
@@ -32,20 +35,6 @@ class TrainingInterrupted(VaeError):
 
 class NonFiniteLoss(VaeError):
     pass
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available[device.type]:
-        raise VaeError(f"train.device={name} is not available on this machine: use auto or cpu")
-    return device
 
 
 class StopRequests:
@@ -91,17 +80,15 @@ def write_pictures(model, test: torch.Tensor, run_dir: Path, epoch: int, seed: i
     (the same codes every epoch, so epochs can be compared)."""
     model.eval()
     inputs = test[:RECONSTRUCTION_COUNT]
-    reconstructions = model.decode_image(model.encode(inputs)[0])
-    save_grid(torch.cat([inputs, reconstructions]), run_dir / f"reconstructions_{epoch:03d}.png",
+    save_grid(torch.cat([inputs, model.reconstruct(inputs)]), run_dir / f"reconstructions_{epoch:03d}.png",
               columns=len(inputs))
     codes = model.sample_codes(PICTURE_COUNT, generator=torch.Generator().manual_seed(seed))
     save_grid(model.decode_image(codes), run_dir / f"samples_{epoch:03d}.png")
 
 
-def fit_pca(config: Config, run_dir: Path, device: torch.device) -> list[dict]:
-    """PCA has no training loop: one SVD of the training set, then the same outputs as a run."""
-    data = data_module.load(config.data, device)
-    model = models.build(config).to(device)
+def fit_once(model: Model, data: ImageData, config: Config, run_dir: Path) -> list[dict]:
+    """A model fitted in one shot (PCA: one SVD of the training set) has no training loop,
+    then the same outputs as a run."""
     started = time.perf_counter()
     model.fit(data.split("train")[0])
     error = evaluation.squared_error(model, data.test)
@@ -112,8 +99,8 @@ def fit_pca(config: Config, run_dir: Path, device: torch.device) -> list[dict]:
     payload = {"config": config.to_dict(), "model": model.state_dict(), "epoch": 1, "step": 0}
     runs.save_checkpoint(payload, run_dir / "checkpoints" / "last.pt")
     runs.save_checkpoint(payload, run_dir / "checkpoints" / "best.pt")
-    console.print(f"PCA with {config.model.latent_dim} components fitted in {seconds:.1f}s: "
-                  f"test squared error {error:.2f} per image")
+    console.print(f"{config.model.kind} with a {config.model.latent_dim}-number code fitted in "
+                  f"{seconds:.1f}s: test squared error {error:.2f} per image")
     return [record]
 
 
@@ -121,12 +108,15 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Trainer:
-    """Holds everything that a checkpoint must restore: model, optimizer, position in the
-    data (epoch and step), the running sums of the current epoch, best test loss, RNG state.
+    """Trains `model` on `data` (both on `device`) and holds everything that a checkpoint must
+    restore: model, optimizer, position in the data (epoch and step), the running sums of the
+    current epoch, best test loss, RNG state. It knows no model's formula: it minimises the
+    loss the model reports and sums the terms it names.
 
     In a torchrun world every rank holds the same state; only rank 0 writes files."""
 
-    def __init__(self, config: Config, run_dir: Path, device: torch.device, world: World = World()):
+    def __init__(self, model: Model, data: ImageData, config: Config, run_dir: Path,
+                 device: torch.device, world: World = World()):
         self.config, self.run_dir, self.device, self.world = config, run_dir, device, world
         if world.size > config.train.batch_size:
             raise VaeError(f"train.batch_size={config.train.batch_size} is the global batch and "
@@ -134,9 +124,7 @@ class Trainer:
         if config.train.cuda_graph and (device.type != "cuda" or world.distributed):
             raise ConfigError(f"train.cuda_graph needs a CUDA GPU and one process, and this run has "
                               f"{'several processes' if world.distributed else device.type}: set train.cuda_graph=false")
-        torch.manual_seed(config.train.seed)
-        self.data = data_module.load(config.data, device)
-        self.model = models.build(config).to(device)
+        self.model, self.data = model, data
         network = self.model
         if world.distributed:
             network = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
@@ -151,8 +139,8 @@ class Trainer:
                          if dtype else nullcontext())
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
         self.epoch, self.step, self.best_loss = 0, 0, math.inf
-        # This rank's sums of loss, recon and KL over the images of the current epoch.
-        self.totals = torch.zeros(3, dtype=torch.float64, device=device)
+        # This rank's sums of the loss and the model's terms over the images of the current epoch.
+        self.totals = torch.zeros(1 + len(model.term_names), dtype=torch.float64, device=device)
         self.steps_per_epoch = math.ceil(len(self.data.train) / config.train.batch_size)
         self.take_step = (GraphedStep(self.train_step, config.train.batch_size, device, self.step_state)
                           if config.train.cuda_graph else self.train_step)
@@ -174,7 +162,8 @@ class Trainer:
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.epoch, self.step, self.best_loss = checkpoint["epoch"], checkpoint["step"], checkpoint["best_loss"]
         # The saved sums are global: rank 0 carries them on, so that summing over ranks stays right.
-        saved = checkpoint["totals"].to(self.device)
+        # (Checkpoints of autoencoders written before models named their terms carry a third, zero KL sum.)
+        saved = checkpoint["totals"][:len(self.totals)].to(self.device)
         self.totals = saved if self.world.is_main else torch.zeros_like(saved)
         restore_rng(checkpoint["rng"], self.device)
 
@@ -194,11 +183,10 @@ class Trainer:
         # Every rank draws the whole batch's pixels and noise from the same generator state,
         # so the world together sees exactly what a single process would.
         x = self.data.train_batch(rows)
-        noise = torch.randn(len(rows), self.model.latent_dim, device=self.device)
+        noise = self.model.training_noise(len(rows), self.device)
         with self.autocast:
-            recon, kl, _ = self.network(self.world.share(x), self.world.share(noise))
-            recon, kl = recon.float().sum(), kl.float().sum()
-            total = recon + self.config.model.beta * kl
+            objective = self.network(self.world.share(x), None if noise is None else self.world.share(noise))
+            total = objective.loss.float().sum()
             # DistributedDataParallel averages gradients over ranks: scaling each share's sum by
             # world size / global batch makes that average the gradient of the global batch mean.
             loss = total * (self.world.size / len(rows))
@@ -207,7 +195,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         # Running sums stay on the device: no host sync per step.
-        self.totals += torch.stack([total, recon, kl]).detach().double()
+        terms = [objective.terms[name].float().sum() for name in self.model.term_names]
+        self.totals += torch.stack([total, *terms]).detach().double()
         return loss.detach()
 
     def stop_requested(self, stop: StopRequests) -> bool:
@@ -237,9 +226,9 @@ class Trainer:
                 _check_finite(self.world.sum(step_losses[checked:self.step].clone()), checked, self.epoch)
                 checked = self.step
                 rate = (self.images_done(self.step) - self.images_done(first_step)) / (time.perf_counter() - started)
-                loss, recon, kl = (self.world.sum(self.totals.clone()) / self.images_done(self.step)).tolist()
-                progress.update(task, completed=self.step, status=(
-                    f"loss {loss:.2f}  recon {recon:.2f}  KL {kl:.2f}  {rate:,.0f} img/s"))
+                means = self.named(self.world.sum(self.totals.clone()) / self.images_done(self.step))
+                status = "  ".join(f"{TERM_LABELS.get(name, name)} {value:.2f}" for name, value in means.items())
+                progress.update(task, completed=self.step, status=f"{status}  {rate:,.0f} img/s")
             if stopping and not done:
                 self.save("last")
                 raise interrupted(stop, f"at epoch {self.epoch + 1} step {self.step}/{self.steps_per_epoch}",
@@ -247,22 +236,25 @@ class Trainer:
         progress.remove_task(task)
         return (self.images_done(self.step) - self.images_done(first_step)) / (time.perf_counter() - started)
 
+    def named(self, values: torch.Tensor) -> dict[str, float]:
+        """{"loss": ..., term: ...} from a tensor laid out like `totals`."""
+        return dict(zip(("loss", *self.model.term_names), values.tolist()))
+
     def end_epoch(self, images_per_s: float, seconds: float) -> dict:
-        """Test ELBO, pictures, metrics line and checkpoints for the epoch just trained.
+        """Test loss and terms, pictures, metrics line and checkpoints for the epoch just trained.
 
         Every rank measures the test set (it is cheap) so that all ranks draw the same noise
         and their random generators stay in step."""
         self.model.eval()
         self.model.prepare_sampling(self.data.train_batches())
-        test = evaluation.elbo(self.model, self.data.test, self.config.model.beta)
-        loss, recon, kl = (self.world.sum(self.totals.clone()) / len(self.data.train)).tolist()
+        test = evaluation.average_objective(self.model, self.data.test)
+        train = self.named(self.world.sum(self.totals.clone()) / len(self.data.train))
         is_best = test["loss"] < self.best_loss
         self.best_loss = min(self.best_loss, test["loss"])
         self.epoch, self.step = self.epoch + 1, 0
         self.totals.zero_()
-        record = {"epoch": self.epoch, "train_loss": loss, "train_recon": recon, "train_kl": kl,
-                  "test_loss": test["loss"], "test_recon": test["recon"], "test_kl": test["kl"],
-                  "test_mean_log_scale": test["mean_log_scale"], "best": is_best,
+        record = {"epoch": self.epoch, **{f"train_{name}": value for name, value in train.items()},
+                  **{f"test_{name}": value for name, value in test.items()}, "best": is_best,
                   "seconds": round(seconds, 3), "images_per_s": round(images_per_s, 1)}
         if self.world.is_main:
             write_pictures(self.model, self.data.test, self.run_dir, self.epoch, self.config.train.seed)
@@ -273,20 +265,26 @@ class Trainer:
         return record
 
 
+def build(config: Config, device: torch.device) -> tuple[Model, ImageData]:
+    """The configured model, initialised from the run's seed, and its data, both on `device`."""
+    torch.manual_seed(config.train.seed)
+    data = data_module.load(config.data, device)
+    return models.build(config).to(device), data
+
+
 def train(config: Config, run_dir: Path, resume: dict | None = None, world: World = World()) -> list[dict]:
     """Train the configured model into `run_dir`, continuing from checkpoint `resume` if given.
     Returns the metrics of the epochs trained by this call."""
-    device = pick_device(config.train.device)
-    if device.type == "cuda" and world.distributed:
-        device = torch.device("cuda", world.local_rank)
+    device = device_module.choose(config.train.device, world.local_rank if world.distributed else None)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    if config.model.kind == "pca":
+    model, data = build(config, device)
+    if model.fitted_once:
         if world.distributed or resume is not None:
-            raise VaeError("model.kind=pca is one SVD, not a training loop: there is nothing to "
-                           "resume or distribute; train it again in a single process")
-        return fit_pca(config, run_dir, device)
-    trainer = Trainer(config, run_dir, device, world)
+            raise VaeError(f"model.kind={config.model.kind} is fitted in one shot, not a training loop: "
+                           f"there is nothing to resume or distribute; train it again in a single process")
+        return fit_once(model, data, config, run_dir)
+    trainer = Trainer(model, data, config, run_dir, device, world)
     if resume is not None:
         trainer.restore(resume)
         if world.is_main:
@@ -301,15 +299,21 @@ def train(config: Config, run_dir: Path, resume: dict | None = None, world: Worl
             images_per_s = trainer.run_epoch(progress, stop)
             record = trainer.end_epoch(images_per_s, time.perf_counter() - started)
             records.append(record)
-            name = "-ELBO" if config.model.kind == "vae" and config.model.beta == 1 else "loss"
-            console.print(
-                f"epoch {record['epoch']}/{epochs}  train {name} {record['train_loss']:.2f} "
-                f"(recon {record['train_recon']:.2f} + KL {record['train_kl']:.2f})  "
-                f"test {name} {record['test_loss']:.2f}{' (best)' if record['best'] else ''}  "
-                f"{record['seconds']:.1f}s  {images_per_s:,.0f} img/s", highlight=False, soft_wrap=True)
+            console.print(epoch_line(record, epochs, model), highlight=False, soft_wrap=True)
             if trainer.stop_requested(stop) and trainer.epoch < epochs:
                 raise interrupted(stop, f"after epoch {trainer.epoch}", run_dir)
     return records
+
+
+def epoch_line(record: dict, epochs: int, model: Model) -> str:
+    """One line per epoch: the loss and the model's terms on the training set, the loss on the
+    test set, and the real -ELBO beside it where the model reports one apart from its loss."""
+    terms = ", ".join(f"{TERM_LABELS.get(name, name)} {record[f'train_{name}']:.2f}" for name in model.term_names)
+    elbo = f", -ELBO {record['test_neg_elbo']:.2f}" if "test_neg_elbo" in record else ""
+    return (f"epoch {record['epoch']}/{epochs}  train {model.loss_name} {record['train_loss']:.2f} "
+            f"({terms})  test {model.loss_name} {record['test_loss']:.2f}{elbo}"
+            f"{' (best)' if record['best'] else ''}  {record['seconds']:.1f}s  "
+            f"{record['images_per_s']:,.0f} img/s")
 
 
 def interrupted(stop: StopRequests, where: str, run_dir: Path) -> TrainingInterrupted:
