@@ -91,11 +91,13 @@ def test_saved_config_round_trips(tmp_path):
 
 def test_every_registry_matches_the_configs_choices():
     """A new model, network, likelihood or dataset must be added in both places."""
-    from vae_cli import data, models, objectives
+    from vae_cli import data, models, objectives, training
     fields = {f"{section}.{f.name}": f for section, cls in config.SECTION_CLASSES.items()
               for f in dataclasses.fields(cls)}
     registries = {"model.kind": models.MODELS, "model.network": models.NETWORKS,
-                  "model.likelihood": objectives.LIKELIHOODS, "data.name": data.LOADERS}
+                  "model.likelihood": objectives.LIKELIHOODS, "model.activation": models.ACTIVATIONS,
+                  "data.name": data.LOADERS, "train.lr_schedule": training.LR_SCHEDULES,
+                  "train.precision": training.PRECISIONS}
     for key, registry in registries.items():
         assert set(fields[key].metadata["choices"]) == set(registry), key
     assert set(config.MODEL_KINDS) == set(models.MODELS)

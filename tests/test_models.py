@@ -26,7 +26,7 @@ def test_the_vae_objective_is_recon_plus_beta_kl_and_reports_the_real_elbo_besid
     assert torch.allclose(objective.terms["recon"], recon) and torch.allclose(objective.terms["kl"], kl)
     assert torch.allclose(objective.loss, recon + 4 * kl)
     assert torch.allclose(objective.terms["neg_elbo"], recon + kl)
-    assert model.term_names == tuple(objective.terms) and model.loss_name.startswith("beta-loss")
+    assert model.term_names == tuple(objective.terms) and model.loss_name == "loss (beta=4)"
     assert "neg_elbo" not in build().objective(x, noise).terms and build().loss_name == "-ELBO"
 
 
@@ -90,7 +90,7 @@ def test_training_with_beta_shows_and_logs_the_real_elbo(vae, runs_dir):
     args = [a for o in (*TINY_MOONS, "train.epochs=1", "model.beta=4") for a in ("--set", o)]
     result = vae("train", *args, "--name", "beta")
     assert result.exit_code == 0, result.output
-    assert "beta-loss (beta=4)" in result.output and "-ELBO" in result.output
+    assert "loss (beta=4)" in result.output and "-ELBO" in result.output
     record = runs.read_metrics(runs_dir / "beta")[0]
     assert math.isclose(record["test_neg_elbo"], record["test_recon"] + record["test_kl"], rel_tol=1e-6)
     assert math.isclose(record["test_loss"], record["test_recon"] + 4 * record["test_kl"], rel_tol=1e-6)

@@ -63,6 +63,8 @@ class ModelConfig:
                           choices=("mlp", "conv"), kinds=NETWORK_KINDS)
     hidden: list[int] = option([400], "mlp: hidden layer sizes; conv: channels per stride-2 layer",
                                kinds=NETWORK_KINDS)
+    activation: str = option("relu", "nonlinearity between layers", choices=("relu", "tanh", "elu", "silu"),
+                             kinds=NETWORK_KINDS)
     latent_dim: int = option(4, "size of the code", minimum=1)
     likelihood: str = option("bernoulli", "decoder distribution over pixels",
                              choices=("bernoulli", "gaussian"), kinds=NETWORK_KINDS)
@@ -72,6 +74,10 @@ class ModelConfig:
     beta: float = option(1.0, "weight of the KL term (0 = no KL: the model collapses to an autoencoder; "
                               "the -ELBO is reported beside any other value)",
                          minimum=0.0, kinds=VARIATIONAL_KINDS)
+    kl_warmup_epochs: float = option(0.0, "training: the KL weight rises linearly from 0 to beta over this many "
+                                          "epochs (0 = none)", minimum=0.0, kinds=VARIATIONAL_KINDS)
+    free_bits: float = option(0.0, "training: nats per latent dimension the KL is not pushed below, as a batch "
+                                   "average (Kingma et al. 2016; 0 = none)", minimum=0.0, kinds=VARIATIONAL_KINDS)
 
     def applies(self, name: str) -> bool:
         """Whether model key `name` is used by this config's kind."""
@@ -83,7 +89,13 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = option(20, "passes over the training set", minimum=1)
     batch_size: int = option(128, "images per optimizer step (the global batch under torchrun)", minimum=1)
-    lr: float = option(1e-3, "Adam learning rate", above=0.0)
+    lr: float = option(1e-3, "Adam learning rate (at the start of the schedule)", above=0.0)
+    lr_schedule: str = option("constant", "constant | cosine (to 0 at the last step) | step (times lr_gamma "
+                                          "every lr_step_epochs)", choices=("constant", "cosine", "step"))
+    lr_step_epochs: int = option(10, "step: epochs between decays", minimum=1)
+    lr_gamma: float = option(0.1, "step: factor per decay", above=0.0)
+    adam_eps: float = option(1e-8, "Adam's eps (added to the root of the second moment)", above=0.0)
+    clip_grad_norm: float = option(0.0, "clip the gradient's global L2 norm to this (0 = no clipping)", minimum=0.0)
     seed: int = option(0, "seed for data order, noise, initialisation and pictures", minimum=0)
     device: str = option("auto", "auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps")
     precision: str = option("fp32", "fp32, or autocast to bf16 (CPU or GPU) or fp16 (GPU, with a gradient scaler)",

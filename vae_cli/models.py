@@ -23,22 +23,27 @@ from .config import Config
 from .objectives import build_likelihood, kl_to_standard_normal
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with ReLU between them (none after the last)."""
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
+
+
+def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
+    """Linear layers with the activation between them (none after the last)."""
     layers = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+        layers += [nn.Linear(n_in, n_out), activation()]
     return nn.Sequential(*layers[:-1])
 
 
-def mlp_networks(shape: tuple[int, int, int], hidden: list[int], n_code_outputs: int, latent_dim: int):
+def mlp_networks(shape: tuple[int, int, int], hidden: list[int], n_code_outputs: int, latent_dim: int,
+                 activation: type[nn.Module]):
     pixels = math.prod(shape)
-    encoder = nn.Sequential(nn.Flatten(), mlp([pixels, *hidden, n_code_outputs]))
-    decoder = nn.Sequential(mlp([latent_dim, *reversed(hidden), pixels]), nn.Unflatten(1, shape))
+    encoder = nn.Sequential(nn.Flatten(), mlp([pixels, *hidden, n_code_outputs], activation))
+    decoder = nn.Sequential(mlp([latent_dim, *reversed(hidden), pixels], activation), nn.Unflatten(1, shape))
     return encoder, decoder
 
 
-def conv_networks(shape: tuple[int, int, int], channels: list[int], n_code_outputs: int, latent_dim: int):
+def conv_networks(shape: tuple[int, int, int], channels: list[int], n_code_outputs: int, latent_dim: int,
+                  activation: type[nn.Module]):
     """Stride-2 4x4 convolutions halve the image per layer; the decoder mirrors them with
     transposed convolutions."""
     image_channels, size, _ = shape
@@ -46,13 +51,13 @@ def conv_networks(shape: tuple[int, int, int], channels: list[int], n_code_outpu
     widths = [image_channels, *channels]
     down = []
     for n_in, n_out in zip(widths[:-1], widths[1:]):
-        down += [nn.Conv2d(n_in, n_out, 4, stride=2, padding=1), nn.ReLU()]
+        down += [nn.Conv2d(n_in, n_out, 4, stride=2, padding=1), activation()]
     encoder = nn.Sequential(*down, nn.Flatten(),
                             nn.Linear(channels[-1] * final_size ** 2, n_code_outputs))
     up = []
     for n_in, n_out in zip(widths[:0:-1], widths[-2::-1]):
-        up += [nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1), nn.ReLU()]
-    decoder = nn.Sequential(nn.Linear(latent_dim, channels[-1] * final_size ** 2), nn.ReLU(),
+        up += [nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1), activation()]
+    decoder = nn.Sequential(nn.Linear(latent_dim, channels[-1] * final_size ** 2), activation(),
                             nn.Unflatten(1, (channels[-1], final_size, final_size)), *up[:-1])
     return encoder, decoder
 
@@ -125,6 +130,10 @@ class Model(nn.Module):
     def device(self) -> torch.device:
         return next(itertools.chain(self.parameters(), self.buffers())).device
 
+    def at_epoch(self, epochs_done: float) -> None:
+        """Told by the trainer before each step how far training is (in epochs, fractional),
+        for objectives that change over training."""
+
     def training_noise(self, n: int, device) -> torch.Tensor | None:
         """The noise a training step of n images needs, drawn by the trainer (so that every
         rank of a torchrun world draws the same) and passed to `objective`; None for none."""
@@ -173,7 +182,8 @@ class Autoencoder(Model):
     def __init__(self, config: Config, n_code_outputs: int | None = None):
         super().__init__(config)
         self.encoder, self.decoder = NETWORKS[config.model.network](
-            self.shape, config.model.hidden, n_code_outputs or self.latent_dim, self.latent_dim)
+            self.shape, config.model.hidden, n_code_outputs or self.latent_dim, self.latent_dim,
+            ACTIVATIONS[config.model.activation])
         self.likelihood = build_likelihood(config.model)
 
     def encode(self, x):
@@ -193,16 +203,27 @@ class Autoencoder(Model):
 class VAE(Autoencoder):
     """The encoder gives a mean m and a log-scale s per latent dimension; training decodes the
     noisy code c = m + exp(s)·e, e ~ N(0, I), and pays the KL of N(m, exp(s)²) to the prior,
-    weighted by beta (1 gives the ELBO)."""
+    weighted by beta (1 gives the ELBO).
+
+    Two training-only changes to the KL term: warm-up scales it from 0 up to beta over the
+    first epochs, and free bits stop pushing a latent dimension's batch-average KL below a
+    floor. Evaluation (eval mode) always measures recon + beta·KL."""
     defines_density = True
     Prior = StandardNormal
 
     def __init__(self, config: Config):
         super().__init__(config, n_code_outputs=2 * config.model.latent_dim)
         self.beta = config.model.beta
-        # With beta != 1 the loss is no bound on anything: the real -ELBO is reported beside it.
-        self.loss_name = "-ELBO" if self.beta == 1 else f"beta-loss (beta={self.beta:g})"
-        self.term_names = ("recon", "kl") if self.beta == 1 else ("recon", "kl", "neg_elbo")
+        self.kl_warmup_epochs, self.free_bits = config.model.kl_warmup_epochs, config.model.free_bits
+        self.kl_weight = self.beta if self.kl_warmup_epochs == 0 else 0.0
+        # Any other loss is no bound on anything: the real -ELBO is reported beside it.
+        loss_is_elbo = self.beta == 1 and self.kl_warmup_epochs == 0 and self.free_bits == 0
+        self.loss_name = "-ELBO" if loss_is_elbo else f"loss (beta={self.beta:g})"
+        self.term_names = ("recon", "kl") if loss_is_elbo else ("recon", "kl", "neg_elbo")
+
+    def at_epoch(self, epochs_done):
+        if self.kl_warmup_epochs:
+            self.kl_weight = self.beta * min(1.0, epochs_done / self.kl_warmup_epochs)
 
     def training_noise(self, n, device):
         return torch.randn(n, self.latent_dim, device=device)
@@ -218,12 +239,24 @@ class VAE(Autoencoder):
             noise = torch.randn_like(mean)
         code = mean + torch.exp(log_scale) * noise
         recon = self.likelihood.nll(self.decode(code), x)
-        kl = kl_to_standard_normal(mean, log_scale).sum(1)
+        kl_per_dim = kl_to_standard_normal(mean, log_scale)
+        kl = kl_per_dim.sum(1)
         terms = {"recon": recon, "kl": kl}
-        if self.beta != 1:
+        if "neg_elbo" in self.term_names:
             terms["neg_elbo"] = recon + kl
-        return Objective(loss=recon + self.beta * kl, terms=terms,
-                         stats={"mean_log_scale": log_scale.mean(1)})
+        if not self.training:
+            loss = recon + self.beta * kl
+        else:
+            loss = recon + self.kl_weight * (free_bits_kl(kl_per_dim, self.free_bits) if self.free_bits else kl)
+        return Objective(loss=loss, terms=terms, stats={"mean_log_scale": log_scale.mean(1)})
+
+
+def free_bits_kl(kl_per_dim: torch.Tensor, floor: float) -> torch.Tensor:
+    """Per image, the KL with each dimension's batch average held at least at `floor` nats:
+    its batch sum is batch · Σ_j max(mean_b KL_bj, floor), and a dimension below the floor
+    gets no gradient (the raw and the batch-mean parts cancel)."""
+    batch_mean = kl_per_dim.mean(0)
+    return (kl_per_dim + (batch_mean.clamp_min(floor) - batch_mean)).sum(1)
 
 
 class PCA(Model):

@@ -106,6 +106,14 @@ def fit_once(model: Model, data: ImageData, config: Config, run_dir: Path) -> li
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+# The learning rate's factor as a function of how far training is (epochs done, fractional), so
+# that a resumed run follows the schedule exactly without storing any scheduler state.
+LR_SCHEDULES = {
+    "constant": lambda epochs_done, train: 1.0,
+    "cosine": lambda epochs_done, train: 0.5 * (1 + math.cos(math.pi * epochs_done / train.epochs)),
+    "step": lambda epochs_done, train: train.lr_gamma ** math.floor(epochs_done / train.lr_step_epochs),
+}
+
 
 class Trainer:
     """Trains `model` on `data` (both on `device`) and holds everything that a checkpoint must
@@ -124,6 +132,11 @@ class Trainer:
         if config.train.cuda_graph and (device.type != "cuda" or world.distributed):
             raise ConfigError(f"train.cuda_graph needs a CUDA GPU and one process, and this run has "
                               f"{'several processes' if world.distributed else device.type}: set train.cuda_graph=false")
+        if config.train.cuda_graph and (config.train.lr_schedule != "constant" or config.model.kl_warmup_epochs):
+            # A replayed graph keeps the learning rate and KL weight it was captured with.
+            raise ConfigError("train.cuda_graph replays one captured step, so the learning rate and the KL weight "
+                              "cannot change: use train.lr_schedule=constant and model.kl_warmup_epochs=0, "
+                              "or train.cuda_graph=false")
         self.model, self.data = model, data
         network = self.model
         if world.distributed:
@@ -131,8 +144,9 @@ class Trainer:
         self.network = torch.compile(network) if config.train.compile else network
         # The fused kernel does Adam's arithmetic in one pass per tensor (about 1 ms a step
         # less on a 2-core CPU for the MNIST model); it agrees with the default to rounding.
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.train.lr,
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.train.lr, eps=config.train.adam_eps,
                                           fused=device.type in ("cpu", "cuda"), capturable=config.train.cuda_graph)
+        self.lr_factor = LR_SCHEDULES[config.train.lr_schedule]
         dtype = PRECISIONS[config.train.precision]
         # A captured step must not keep autocast's cache of cast weights across replays.
         self.autocast = (torch.autocast(device.type, dtype=dtype, cache_enabled=not config.train.cuda_graph)
@@ -182,6 +196,11 @@ class Trainer:
         """One optimizer step on the global batch `rows`; this rank trains on its share."""
         # Every rank draws the whole batch's pixels and noise from the same generator state,
         # so the world together sees exactly what a single process would.
+        train = self.config.train
+        epochs_done = self.epoch + self.step / self.steps_per_epoch
+        self.model.at_epoch(epochs_done)
+        for group in self.optimizer.param_groups:
+            group["lr"] = train.lr * self.lr_factor(epochs_done, train)
         x = self.data.train_batch(rows)
         noise = self.model.training_noise(len(rows), self.device)
         with self.autocast:
@@ -192,6 +211,9 @@ class Trainer:
             loss = total * (self.world.size / len(rows))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if train.clip_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         # Running sums stay on the device: no host sync per step.
