@@ -50,15 +50,15 @@ class DataConfig:
     test_fraction: float = option(0.1, "folder: share of images held out for testing", above=0.0)
 
 
-MODEL_KINDS = ("vae", "ae", "pca")
-NETWORK_KINDS = ("vae", "ae")  # the kinds with encoder and decoder networks
-VARIATIONAL_KINDS = ("vae",)   # the kinds with a posterior and a KL term
+MODEL_KINDS = ("vae", "iwae", "ae", "pca")
+NETWORK_KINDS = ("vae", "iwae", "ae")  # the kinds with encoder and decoder networks
+KL_WEIGHTED_KINDS = ("vae",)           # the kinds whose loss weighs a KL term
 
 
 @dataclass
 class ModelConfig:
-    kind: str = option("vae", "vae | ae (deterministic code) | pca (linear, fitted once)",
-                       choices=MODEL_KINDS)
+    kind: str = option("vae", "vae | iwae (importance-weighted bound) | ae (deterministic code) | "
+                              "pca (linear, fitted once)", choices=MODEL_KINDS)
     network: str = option("mlp", "encoder/decoder family; the decoder mirrors the encoder",
                           choices=("mlp", "conv"), kinds=NETWORK_KINDS)
     hidden: list[int] = option([400], "mlp: hidden layer sizes; conv: channels per stride-2 layer",
@@ -73,11 +73,13 @@ class ModelConfig:
     learn_scale: bool = option(False, "gaussian: learn the pixel noise scale", kinds=NETWORK_KINDS)
     beta: float = option(1.0, "weight of the KL term (0 = no KL: the model collapses to an autoencoder; "
                               "the -ELBO is reported beside any other value)",
-                         minimum=0.0, kinds=VARIATIONAL_KINDS)
+                         minimum=0.0, kinds=KL_WEIGHTED_KINDS)
     kl_warmup_epochs: float = option(0.0, "training: the KL weight rises linearly from 0 to beta over this many "
-                                          "epochs (0 = none)", minimum=0.0, kinds=VARIATIONAL_KINDS)
+                                          "epochs (0 = none)", minimum=0.0, kinds=KL_WEIGHTED_KINDS)
     free_bits: float = option(0.0, "training: nats per latent dimension the KL is not pushed below, as a batch "
-                                   "average (Kingma et al. 2016; 0 = none)", minimum=0.0, kinds=VARIATIONAL_KINDS)
+                                   "average (Kingma et al. 2016; 0 = none)", minimum=0.0, kinds=KL_WEIGHTED_KINDS)
+    k: int = option(5, "posterior samples per image in the importance-weighted bound (1 = the ELBO)",
+                    minimum=1, kinds=("iwae",))
 
     def applies(self, name: str) -> bool:
         """Whether model key `name` is used by this config's kind."""

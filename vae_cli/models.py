@@ -1,4 +1,4 @@
-"""The models: PCA, the autoencoder and the VAE, on MLP or convolutional networks.
+"""The models: PCA, the autoencoder, the VAE and the IWAE, on MLP or convolutional networks.
 
 All share one interface so training, sampling and pictures treat them alike:
   encode(x) -> (mean, log_scale)    the code; log_scale is None for deterministic codes
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .config import Config
-from .objectives import build_likelihood, kl_to_standard_normal
+from .objectives import build_likelihood, kl_to_standard_normal, log_normal
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
@@ -251,6 +251,36 @@ class VAE(Autoencoder):
         return Objective(loss=loss, terms=terms, stats={"mean_log_scale": log_scale.mean(1)})
 
 
+class IWAE(VAE):
+    """Burda et al.'s importance-weighted autoencoder: the VAE's networks, trained on the bound
+    log (1/k) Σ_i p(x, z_i) / q(z_i | x) with k posterior samples z_i per image, which is
+    tighter than the ELBO for k > 1 and is the ELBO (in expectation) for k = 1."""
+
+    def __init__(self, config: Config):
+        super().__init__(config)
+        self.k = config.model.k
+        self.loss_name = f"-IWAE bound (k={self.k})"
+        self.term_names = ("recon", "kl", "neg_elbo")
+
+    def training_noise(self, n, device):
+        return torch.randn(n, self.k, self.latent_dim, device=device)
+
+    def objective(self, x, noise=None) -> Objective:
+        """noise: (batch, k, latent_dim) ~ N(0, I), drawn here unless the caller supplies it."""
+        mean, log_scale = self.encode(x)
+        if noise is None:
+            noise = self.training_noise(len(x), x.device)
+        mean, log_scale = mean.unsqueeze(1), log_scale.unsqueeze(1)
+        z = mean + torch.exp(log_scale) * noise  # (batch, k, latent_dim)
+        nll = self.likelihood.nll(self.decode(z.flatten(0, 1)), x.repeat_interleave(self.k, 0)).view(len(x), self.k)
+        log_weights = -nll + log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) - log_normal(z, mean, log_scale)
+        loss = math.log(self.k) - torch.logsumexp(log_weights, dim=1)
+        recon = nll.mean(1)
+        kl = kl_to_standard_normal(mean, log_scale).sum((1, 2))
+        return Objective(loss=loss, terms={"recon": recon, "kl": kl, "neg_elbo": recon + kl},
+                         stats={"mean_log_scale": log_scale.mean((1, 2))})
+
+
 def free_bits_kl(kl_per_dim: torch.Tensor, floor: float) -> torch.Tensor:
     """Per image, the KL with each dimension's batch average held at least at `floor` nats:
     its batch sum is batch · Σ_j max(mean_b KL_bj, floor), and a dimension below the floor
@@ -294,7 +324,7 @@ class PCA(Model):
         return Objective(loss=error, terms={"squared_error": error})
 
 
-MODELS = {"vae": VAE, "ae": Autoencoder, "pca": PCA}
+MODELS = {"vae": VAE, "iwae": IWAE, "ae": Autoencoder, "pca": PCA}
 
 
 def build(config: Config) -> Model:
