@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
 from . import __version__
@@ -30,6 +31,20 @@ app = typer.Typer(help="Train, evaluate and sample Variational Autoencoders (and
 DEBUG = {"on": bool(os.environ.get("VAE_DEBUG"))}
 
 RunOption = Annotated[Optional[Path], typer.Option("--run", help="Run directory (default: the latest run).")]
+DeviceOption = Annotated[str, typer.Option(help="Where the model runs: auto (cuda, then mps, then cpu), cpu, cuda, "
+                                                "cuda:N or mps. A run trained on a GPU loads on any machine.")]
+
+
+def load_run(run: Path | None, device: str, which: str = "best"):
+    """(run folder, config, model in eval mode, torch device): the run the user named, or the
+    latest, with its checkpoint loaded onto the chosen device whatever device it was trained on."""
+    config_module.check_device(device, "--device")
+    from . import device as device_module
+    from . import runs
+    run_dir = runs.resolve_run(run)
+    target = device_module.choose(device)
+    run_config, model, _ = runs.load_model(run_dir, which, target)
+    return run_dir, run_config, model, target
 
 
 def friendly_errors(command):
@@ -63,32 +78,43 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks (or set VAE_DEBUG=1).")] = False,
     version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    runs_dir: Annotated[Optional[Path], typer.Option(envvar="VAE_RUNS", show_default="runs",
+                                                     help="Folder that holds the runs.")] = None,
 ):
     DEBUG["on"] = debug or bool(os.environ.get("VAE_DEBUG"))
+    if runs_dir is not None:
+        os.environ["VAE_RUNS"] = str(runs_dir)  # runs.runs_root() reads it, in this process and any it starts
 
 
 @app.command()
 @friendly_errors
 def train(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (default: the moons config built in).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file, or the name of a shipped one such as mnist.yaml (`vae configs` lists them; a file of that name here wins). Default: the moons config built in.")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a key, e.g. --set train.epochs=3 (repeatable; `vae keys` lists them).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder name under runs/ (default: dataset-kind-time).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue this run from its last.pt (only train.epochs and train.device may be --set).")] = None,
 ):
     """Train a model and write checkpoints, metrics and pictures into runs/<name>/."""
+    from . import catalog
     overrides = overrides or []
     if resume is not None and (config is not None or name is not None):
         raise UsageError("--resume continues a run with its own config and folder: drop --config and --name")
-    if resume is None:
-        run_config = config_module.load(config, overrides)  # before torch loads: a typo fails at once
+    if resume is None:  # before torch loads: a typo fails at once
+        source, origin = catalog.resolve(config) if config is not None else (None, "the built-in defaults")
+        run_config = config_module.load(source, overrides)
+        origin = f"resolved from {origin}"
     from . import distributed, runs, training
     if resume is not None:
-        checkpoint = runs.load_checkpoint(resume / "checkpoints" / "last.pt")
+        path = resume / "checkpoints" / "last.pt"
+        checkpoint = runs.load_checkpoint(path)
         # Anything but the length of the run and the device would make the resumed run a different one.
-        run_config = config_module.with_overrides(checkpoint["config"], overrides, f"--resume {resume}",
-                                                  allowed={"train.epochs", "train.device"})
+        run_config = config_module.with_overrides(runs.config_of(checkpoint, path).to_dict(), overrides,
+                                                  f"--resume {resume}", allowed={"train.epochs", "train.device"})
+        origin = f"resumed from {path}"
     else:
         checkpoint = None
+    if overrides:
+        origin += " with --set " + " --set ".join(overrides)
     world = distributed.start(run_config.train.device)
     console.quiet = not world.is_main  # under torchrun, rank 0 speaks for all
     try:
@@ -99,7 +125,7 @@ def train(
             run_dir = Path(world.broadcast(str(runs.new_run_dir(run_config, name)) if world.is_main else None))
             console.print(f"run directory: {run_dir}")
         if world.is_main:
-            config_module.save(run_config, run_dir / "config.yaml")
+            config_module.save(run_config, run_dir / "config.yaml", origin)
         try:
             training.train(run_config, run_dir, resume=checkpoint, world=world)
         finally:
@@ -121,12 +147,12 @@ def sample(
     seed: Annotated[int, typer.Option(min=0, help="Seed for the codes.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="PNG to write (default: in the run folder).")] = None,
     individual: Annotated[bool, typer.Option(help="Also write each image as its own PNG.")] = False,
+    device: DeviceOption = "auto",
 ):
     """Decode random codes of a trained model into a grid of new images."""
-    from . import latent, runs
+    run_dir, _, model, _ = load_run(run, device)
+    from . import latent
     from .images import save_grid
-    run_dir = runs.resolve_run(run)
-    _, model, _ = runs.load_model(run_dir)
     images = latent.sample_images(model, n, seed, temperature)
     out = out or run_dir / f"sample_n{n}_seed{seed}_t{temperature:g}.png"
     console.print(f"wrote {save_grid(images, out)}")
@@ -164,6 +190,7 @@ def interpolate(
     method: Annotated[str, typer.Option(help="linear, or slerp (spherical, suits a Gaussian prior).")] = "linear",
     out: Annotated[Optional[Path], typer.Option(help="PNG to write (default: in the run folder).")] = None,
     gif: Annotated[bool, typer.Option(help="Also write an animated GIF going back and forth.")] = False,
+    device: DeviceOption = "auto",
 ):
     """Blend two images through the latent space: encode both, walk between the codes, decode.
 
@@ -171,15 +198,14 @@ def interpolate(
     training images: grayscale or RGB, shorter side resized to the model's size, centre crop."""
     if method not in INTERPOLATIONS:
         raise UsageError(f"--method {method!r}: use one of {', '.join(INTERPOLATIONS)}")
+    run_dir, run_config, model, target = load_run(run, device)
     import torch
 
     from . import data as data_module
-    from . import latent, runs
+    from . import latent
     from .images import save_gif, save_grid
-    run_dir = runs.resolve_run(run)
-    run_config, model, _ = runs.load_model(run_dir)
     image_a, image_b = data_module.load_references([a, b], run_config.data)
-    path = latent.interpolation_strip(model, image_a, image_b, steps, method)
+    path = latent.interpolation_strip(model, image_a.to(target), image_b.to(target), steps, method).cpu()
     out = out or run_dir / f"interpolate_{_slug(a)}_{_slug(b)}_{method}.png"
     console.print(f"wrote {save_grid(torch.cat([image_a[None], path, image_b[None]]), out, columns=steps + 2)}")
     if gif:
@@ -199,23 +225,20 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 100,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     seed: Annotated[int, typer.Option(min=0, help="Seed for the importance samples (the same seed gives the same numbers).")] = 0,
+    device: DeviceOption = "auto",
 ):
     """Measure a trained model: -ELBO, importance-weighted NLL, bits/dim, active units.
 
     Writes eval.json into the run folder."""
     if split not in ("train", "test") or checkpoint not in ("best", "last"):
         raise UsageError("--split must be train or test, and --checkpoint best or last")
+    run_dir, run_config, model, target = load_run(run, device, checkpoint)
     import torch
     from rich.progress import Progress
 
     from . import data as data_module
-    from . import device as device_module
     from . import evaluation, runs
-    run_dir = runs.resolve_run(run)
-    run_config, model, _ = runs.load_model(run_dir, checkpoint)
-    device = device_module.choose(run_config.train.device)
-    model.to(device)
-    images, _ = data_module.load(run_config.data, device).split(split)
+    images, _ = data_module.load(run_config.data, target).split(split)
     report = {"run": str(run_dir), "checkpoint": checkpoint, "split": split, "kind": run_config.model.kind,
               "binarize": run_config.data.binarize, "likelihood": run_config.model.likelihood,
               "squared_error": evaluation.squared_error(model, images)}
@@ -260,13 +283,16 @@ def compare(
     k: Annotated[int, typer.Option("--k", min=1, help="Importance samples per image for the VAEs' NLL.")] = 100,
     images: Annotated[int, typer.Option(min=2, help="Test images the numbers are measured on.")] = 1000,
     pair: Annotated[tuple[int, int], typer.Option(help="Test images to interpolate between.")] = (0, 1),
+    device: DeviceOption = "auto",
 ):
     """Put finished runs side by side on the same test images and random codes.
 
     Prints a table of test numbers and writes one picture with, per run, reconstructions,
     random samples and an interpolation."""
+    config_module.check_device(device, "--device")
     from . import compare as compare_module
-    rows = compare_module.compare(run_dirs, out, k, images, pair)
+    from . import device as device_module
+    rows = compare_module.compare(run_dirs, out, k, images, pair, device_module.choose(device))
     table = Table(title=f"first {images} test images, per image; -ELBO and NLL in nats, "
                         f"undefined (-) for deterministic codes", title_justify="left")
     columns = [("run", "run", "{}"), ("kind", "kind", "{}"), ("latent", "latent_dim", "{}"),
@@ -287,15 +313,15 @@ def compare(
 def plot(
     run: RunOption = None,
     image: Annotated[int, typer.Option(min=0, help="Test image whose code the traversals start from.")] = 0,
+    device: DeviceOption = "auto",
 ):
     """Draw the latent space into the run folder.
 
     Traversals for any code size; for 2-D codes also the decoded manifold and a scatter of
     the test set's codes coloured by label."""
-    from . import plots, runs
-    run_dir = runs.resolve_run(run)
-    run_config, model, _ = runs.load_model(run_dir)
-    for path in plots.plot_run(run_dir, run_config, model, image):
+    run_dir, run_config, model, target = load_run(run, device)
+    from . import plots
+    for path in plots.plot_run(run_dir, run_config, model, image, target):
         console.print(f"wrote {path}")
 
 
@@ -315,3 +341,17 @@ def keys(
     for key, default, meaning in config_module.describe_keys(kind):
         table.add_row(key, "null" if default is None else str(default), meaning)
     console.print(table)
+
+
+@app.command("configs")
+def list_configs():
+    """List the configs that ship with vae-cli: `vae train --config NAME` runs one from any folder."""
+    from . import catalog
+    table = Table(title="shipped configs (a file of the same name in the current folder wins)",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("name", "dataset", "model", "one epoch", "description"):
+        table.add_column(column, no_wrap=column != "description")
+    for entry in catalog.entries():
+        table.add_row(entry.name, entry.dataset, entry.model, entry.epoch, entry.description)
+    console.print(table)
+    console.print(f"from {catalog.folder()}", highlight=False, soft_wrap=True)

@@ -10,6 +10,7 @@ This module imports no torch, so the CLI can check a config before loading it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -283,11 +284,15 @@ def _check_combination(config: Config, source: str) -> None:
             raise ConfigError(f"{source}: a conv network with {len(model.hidden)} stride-2 layers "
                               f"needs data.image_size divisible by {2 ** len(model.hidden)}, "
                               f"got {data.image_size}")
-    if not (config.train.device in ("auto", "cpu", "cuda", "mps")
-            or (config.train.device.startswith("cuda:") and config.train.device[5:].isdigit())):
-        raise ConfigError(f"{source}: train.device must be auto, cpu, cuda, cuda:N or mps, "
-                          f"got {config.train.device!r}")
+    check_device(config.train.device, f"{source}: train.device")
     _check_cuda_graph(config.train, source)
+
+
+def check_device(name: str, what: str) -> str:
+    """A device name torch understands (`vae train`'s train.device, every other command's --device)."""
+    if not (name in ("auto", "cpu", "cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise ConfigError(f"{what} must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+    return name
 
 
 def _check_cuda_graph(train: TrainConfig, source: str) -> None:
@@ -338,6 +343,7 @@ def read_yaml(path: Path):
 def with_overrides(raw, overrides: list[str], source: str, allowed: set[str] | None = None) -> Config:
     """A validated Config from a parsed mapping with `--set` overrides applied; `allowed`, if
     given, limits which keys may be overridden (a resumed run may only change a few)."""
+    raw = {} if raw is None else copy.deepcopy(raw)  # an empty file is all defaults; the caller's mapping stays as it was
     if isinstance(raw, dict):
         for text in overrides:
             key, value = parse_override(text)
@@ -359,5 +365,7 @@ def load(path: Path | None = None, overrides: list[str] = ()) -> Config:
     return with_overrides(raw, overrides, str(path) if path is not None else "default config")
 
 
-def save(config: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+def save(config: Config, path: Path, origin: str | None = None) -> None:
+    """The resolved config as YAML; `origin`, if given, becomes a leading comment saying where it came from."""
+    header = f"# {origin}\n" if origin else ""
+    path.write_text(header + yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

@@ -19,7 +19,7 @@ def choose(name: str, local_rank: int | None = None) -> torch.device:
         device = torch.device(name)
         available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
         if not available[device.type]:
-            raise VaeError(f"train.device={name} is not available on this machine: use auto or cpu")
+            raise VaeError(f"device {name} is not available on this machine: use auto or cpu")
     if device.type == "cuda" and local_rank is not None:
         device = torch.device("cuda", local_rank)
     return device

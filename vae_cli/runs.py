@@ -77,7 +77,9 @@ def resolve_run(run: Path | None) -> Path:
     if run is None:
         pointer = runs_root() / LATEST
         if not pointer.is_file():
-            raise VaeError(f"no runs yet in {runs_root()}: train one with `vae train`, or pass --run RUN_DIR")
+            raise VaeError(f"no runs yet in {runs_root().resolve()} (runs are looked for in --runs-dir, else "
+                           f"$VAE_RUNS, else ./runs): train one with `vae train`, or point "
+                           f"`vae --runs-dir DIR` or --run RUN_DIR at an existing one")
         run = runs_root() / pointer.read_text(encoding="utf-8").strip()
     if not run.is_dir():
         raise VaeError(f"run directory {run} does not exist: pass a folder made by `vae train`")

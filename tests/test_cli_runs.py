@@ -1,0 +1,107 @@
+"""Finding and loading runs through the CLI: runs trained elsewhere, the runs folder, resume
+edge cases and configs that say nothing."""
+
+import pytest
+import torch
+
+from conftest import TINY_MOONS
+from vae_cli import config, runs
+
+TINY = [a for o in TINY_MOONS for a in ("--set", o)]
+
+
+def test_an_empty_config_file_keeps_every_set(vae, runs_dir, tmp_path):
+    (tmp_path / "empty.yaml").write_text("# nothing here yet\n")
+    result = vae("train", "--config", tmp_path / "empty.yaml", *TINY, "--set", "train.epochs=1",
+                 "--set", "data.train_size=256", "--name", "e")
+    assert result.exit_code == 0, result.output
+    assert len(runs.read_metrics(runs_dir / "e")) == 1
+    saved = config.load(runs_dir / "e" / "config.yaml")
+    assert (saved.train.epochs, saved.data.train_size, saved.model.hidden) == (1, 256, [64])
+
+
+@pytest.fixture
+def gpu_run(vae, runs_dir):
+    """A run whose config says it trained on a GPU, as if copied over from a GPU machine."""
+    assert vae("train", *TINY, "--set", "train.epochs=1", "--name", "gpu").exit_code == 0
+    run = runs_dir / "gpu"
+    for which in ("best", "last"):
+        path = run / "checkpoints" / f"{which}.pt"
+        checkpoint = torch.load(path, weights_only=True)
+        checkpoint["config"]["train"]["device"] = "cuda"
+        torch.save(checkpoint, path)
+    return run
+
+
+@pytest.mark.parametrize("args", [
+    ["eval", "--k", "5"], ["sample", "--n", "4"], ["interpolate", "test:0", "test:1", "--steps", "3"],
+    ["plot"], ["eval", "--k", "5", "--device", "cpu"], ["compare", "runs/gpu", "runs/gpu", "--k", "2", "--images", "8"],
+])
+def test_a_run_trained_on_a_gpu_loads_on_this_machine(vae, gpu_run, args):
+    result = vae(*args)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_a_missing_device_is_one_line(vae, gpu_run):
+    result = vae("sample", "--device", "cuda")
+    assert result.exit_code == 1 and "device cuda is not available on this machine" in result.output
+    result = vae("sample", "--device", "gpu")
+    assert result.exit_code == 2 and "--device must be auto, cpu, cuda, cuda:N or mps" in result.output
+
+
+def test_resume_of_a_checkpoint_without_config_is_one_line_and_leaves_it(vae, runs_dir):
+    assert vae("train", *TINY, "--set", "train.epochs=1", "--name", "r").exit_code == 0
+    path = runs_dir / "r" / "checkpoints" / "last.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["config"]
+    torch.save(checkpoint, path)
+    result = vae("train", "--resume", runs_dir / "r", "--set", "train.epochs=2")
+    assert result.exit_code == 1 and "stored config is unusable" in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_overrides_leave_the_callers_mapping_alone():
+    stored = {"train": {"epochs": 1}}
+    config.with_overrides(stored, ["train.epochs=5"], "test")
+    assert stored == {"train": {"epochs": 1}}
+
+
+def test_runs_are_found_through_runs_dir_and_the_message_names_the_folder(vae, runs_dir, tmp_path, monkeypatch):
+    assert vae("train", *TINY, "--set", "train.epochs=1", "--name", "here").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("VAE_RUNS")
+    result = vae("sample", "--n", "4")
+    assert result.exit_code == 1
+    message = " ".join(result.output.split())
+    assert f"no runs yet in {elsewhere / 'runs'}" in message and "--runs-dir" in message and "VAE_RUNS" in message
+    result = vae("--runs-dir", runs_dir, "sample", "--n", "4")
+    assert result.exit_code == 0, result.output
+    assert (runs_dir / "here" / "sample_n4_seed0_t1.png").is_file()
+
+
+def test_a_bare_name_trains_the_shipped_config_and_the_run_records_it(vae, runs_dir):
+    result = vae("train", "--config", "moons-ae", *TINY, "--set", "train.epochs=1", "--name", "bare")
+    assert result.exit_code == 0, result.output
+    saved = (runs_dir / "bare" / "config.yaml").read_text()
+    assert saved.startswith("# resolved from the shipped config moons-ae.yaml")
+    assert config.load(runs_dir / "bare" / "config.yaml").model.kind == "ae"
+
+
+def test_an_unknown_config_name_lists_the_shipped_ones(vae, runs_dir):
+    result = vae("train", "--config", "mnist-vea30.yaml")
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and "no shipped config is called 'mnist-vea30'" in message
+    assert "mnist-vae30" in message and "moons" in message
+
+
+def test_vae_configs_describes_each_shipped_config(vae, runs_dir):
+    result = vae("configs")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    for name in ("mnist", "mnist-pca30", "moons", "fashion-mnist"):
+        assert name in rows, result.output
+    assert "fashion-mnist" in rows["fashion-mnist"] and "vae conv z=20" in rows["fashion-mnist"]
+    assert "pca z=30" in rows["mnist-pca30"]
