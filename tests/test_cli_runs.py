@@ -105,3 +105,27 @@ def test_vae_configs_describes_each_shipped_config(vae, runs_dir):
         assert name in rows, result.output
     assert "fashion-mnist" in rows["fashion-mnist"] and "vae conv z=20" in rows["fashion-mnist"]
     assert "pca z=30" in rows["mnist-pca30"]
+
+
+def test_vae_runs_lists_newest_first_and_shows_one(vae, runs_dir):
+    assert vae("runs").exit_code == 1
+    for name, epochs in (("older", 1), ("newer", 2)):
+        assert vae("train", *TINY, "--set", f"train.epochs={epochs}", "--name", name).exit_code == 0
+    # As if "older" had been stopped after its first of three planned epochs.
+    path = runs_dir / "older" / "config.yaml"
+    path.write_text(path.read_text().replace("epochs: 1", "epochs: 3"))
+    (runs_dir / "newer" / "metrics.jsonl").touch()
+    result = vae("runs")
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines() if line.split()[:1] in (["older"], ["newer"])]
+    assert [row[0] for row in rows] == ["newer", "older"]
+    best = min(m["test_loss"] for m in runs.read_metrics(runs_dir / "newer"))
+    assert rows[0][1:6] == ["moons", "vae", "2/2", f"{best:.2f}", "finished"]
+    assert rows[1][3:4] + rows[1][5:6] == ["1/3", "interrupted"]
+
+    result = vae("runs", "newer")
+    assert result.exit_code == 0, result.output
+    for text in ("hidden [64]", "test_loss", "checkpoints/last.pt", "samples_002.png", "config.yaml"):
+        assert text in result.output, text
+    result = vae("runs", "nothing-here")
+    assert result.exit_code == 1 and "does not exist" in result.output

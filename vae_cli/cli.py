@@ -355,3 +355,46 @@ def list_configs():
         table.add_row(entry.name, entry.dataset, entry.model, entry.epoch, entry.description)
     console.print(table)
     console.print(f"from {catalog.folder()}", highlight=False, soft_wrap=True)
+
+
+@app.command("runs")
+@friendly_errors
+def list_runs(
+    name: Annotated[Optional[str], typer.Argument(help="A run to show in detail (default: list them all).")] = None,
+):
+    """List the runs under runs/ (newest first), or show one run: its config, last metrics and files."""
+    from . import runs
+    if name is None:
+        found = runs.summaries()
+        if not found:
+            raise VaeError(f"no runs yet in {runs.runs_root().resolve()}: train one with `vae train`, "
+                           f"or point `vae --runs-dir DIR` (or $VAE_RUNS) at a folder of runs")
+        table = Table(title=f"runs in {runs.runs_root()}", title_justify="left", box=box.SIMPLE_HEAD,
+                      pad_edge=False)
+        for column in ("name", "dataset", "kind", "epochs", "best test loss", "state", "when"):
+            table.add_column(column, no_wrap=True, justify="right" if column == "best test loss" else "left")
+        for run in found:
+            best = "-" if run["best_test_loss"] is None else f"{run['best_test_loss']:.2f}"
+            when = run["when"].strftime("%Y-%m-%d %H:%M") if run["when"] else "-"
+            table.add_row(run["name"], run["dataset"], run["kind"], run["epochs"], best, run["state"], when)
+        console.print(table)
+        return
+    run_dir = runs.resolve_run(runs.runs_root() / name if not Path(name).is_dir() else Path(name))
+    if not (run_dir / "config.yaml").is_file():
+        raise VaeError(f"{run_dir} has no config.yaml: it is not a folder made by `vae train`")
+    run = runs.summary(run_dir)
+    config = run["config"]
+    console.print(f"[bold]{run_dir}[/]  {run['state']}, epoch {run['epochs']}", highlight=False)
+    console.print(f"data {config.data.name}; model {config.model.kind} {config.model.network} "
+                  f"hidden {config.model.hidden}, {config.model.latent_dim}-d code, {config.model.likelihood}, "
+                  f"beta {config.model.beta:g}; train batch {config.train.batch_size}, lr {config.train.lr:g}, "
+                  f"seed {config.train.seed}, device {config.train.device}", highlight=False)
+    metrics = Table(title="last metrics", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for key, value in run["last_metrics"].items():
+        metrics.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(metrics)
+    console.print(f"files ({len(run['files'])}):", highlight=False)
+    for path in sorted(run["files"]):
+        console.print(f"  {path.relative_to(run_dir)}  {path.stat().st_size:,} bytes", highlight=False)

@@ -177,3 +177,24 @@ def truncate_metrics(run_dir: Path, epochs: int) -> None:
     metrics line (killed between the two writes) must not log an epoch twice."""
     records = read_metrics(run_dir)[:epochs]
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+
+
+def summary(run_dir: Path) -> dict:
+    """What `vae runs` shows of one run, read from its config.yaml, metrics.jsonl and files."""
+    config = config_module.load(run_dir / "config.yaml")
+    metrics = read_metrics(run_dir)
+    losses = [m.get("test_loss", m.get("test_squared_error")) for m in metrics]
+    done, planned = len(metrics), 1 if config.model.kind == "pca" else config.train.epochs
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    return {"name": run_dir.name, "dataset": config.data.name, "kind": config.model.kind,
+            "epochs": f"{done}/{planned}", "best_test_loss": min(losses) if losses else None,
+            "state": "finished" if done >= planned else "interrupted",
+            "when": datetime.fromtimestamp(max(p.stat().st_mtime for p in files)) if files else None,
+            "config": config, "last_metrics": metrics[-1] if metrics else {}, "files": files}
+
+
+def summaries() -> list[dict]:
+    """Every run under runs_root() that has a config.yaml, newest first."""
+    root = runs_root()
+    found = [summary(d) for d in root.iterdir() if (d / "config.yaml").is_file()] if root.is_dir() else []
+    return sorted(found, key=lambda s: s["when"] or datetime.min, reverse=True)
