@@ -28,6 +28,7 @@ CASES = {
     "vae train --help": ["train", "--help"],
     "vae sample --help": ["sample", "--help"],
     "vae keys": ["keys"],
+    "vae configs": ["configs"],
     "vae train --bogus (bad option)": ["train", "--bogus"],
     "vae train --set model.latnt_dim=2 (bad key)": ["train", "--set", "model.latnt_dim=2"],
     "vae train --config nope (unknown config)": ["train", "--config", "nope"],

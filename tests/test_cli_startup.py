@@ -36,7 +36,7 @@ def test_importing_the_cli_does_not_import_torch():
 
 @pytest.mark.parametrize("args, exit_code", [
     (["--help"], "0"), (["-h"], "0"), (["train", "--help"], "0"), (["sample", "-h"], "0"),
-    (["keys"], "0"),
+    (["keys"], "0"), (["configs"], "0"), (["runs", "--help"], "0"),
     (["train", "--bogus"], "2"),
     (["train", "--set", "model.latnt_dim=2"], "2"),
     (["train", "--config", "does-not-exist.yaml"], "2"),
