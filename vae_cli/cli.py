@@ -20,7 +20,7 @@ from rich.table import Table
 
 from . import __version__
 from . import config as config_module
-from .console import console, err_console
+from .console import console, err_console, warn
 from .errors import UsageError, VaeError
 
 app = typer.Typer(help="Train, evaluate and sample Variational Autoencoders (and the PCA and "
@@ -169,11 +169,24 @@ def moon(
     phase: Annotated[float, typer.Argument(min=0.0, max=1.0, help="Lit fraction: 0 new, 0.5 half, 1 full.")],
     out: Annotated[Path, typer.Argument(help="PNG to write, e.g. full.png.")],
     size: Annotated[int, typer.Option(min=8, help="Image size in pixels.")] = 28,
+    photo: Annotated[bool, typer.Option(help="Draw a photo-like moon (texture, sky, stars, random framing) as in the default training data, instead of a clean centred disk.")] = False,
+    lit_from: Annotated[str, typer.Option(help="photo: right (waxing) or left (waning).")] = "right",
+    seed: Annotated[int, typer.Option(min=0, help="photo: seed for the camera's randomness.")] = 0,
 ):
-    """Render one centred moon of a given phase, as in the moons dataset (e.g. full.png, half.png)."""
+    """Render one moon of a given phase (e.g. full.png, half.png): a clean centred disk lit
+    from the right, or with --photo one like the default training pictures."""
+    if lit_from not in ("right", "left"):
+        raise UsageError(f"--lit-from {lit_from!r}: use right or left")
+    import torch
+
     from . import moons
     from .images import save_grid
-    save_grid(moons.render_one(phase, size).unsqueeze(0), out, columns=1, padding=0)
+    if photo:
+        image = moons.photo_sample(1, size, seed, phase=torch.tensor([phase]),
+                                   lit_from_left=torch.tensor([lit_from == "left"]))[0]
+    else:
+        image = moons.render_one(phase, size).unsqueeze(0)
+    save_grid(image, out, columns=1, padding=0)
     console.print(f"wrote {out}")
 
 
@@ -186,30 +199,45 @@ def interpolate(
     a: Annotated[str, typer.Argument(help="First image file, or a dataset image such as test:7.")],
     b: Annotated[str, typer.Argument(help="Second image file, or a dataset image such as test:3.")],
     run: RunOption = None,
-    steps: Annotated[int, typer.Option(min=2, help="Decoded images from A to B, both ends included.")] = 10,
-    method: Annotated[str, typer.Option(help="linear, or slerp (spherical, suits a Gaussian prior).")] = "linear",
-    out: Annotated[Optional[Path], typer.Option(help="PNG to write (default: in the run folder).")] = None,
+    steps: Annotated[int, typer.Option(min=2, help="Decoded images from A to B, both ends included; an odd number includes the exact midpoint.")] = 11,
+    method: Annotated[str, typer.Option(help="slerp (spherical: keeps the code norm typical of the prior; blends better, see the README) or linear.")] = "slerp",
+    out: Annotated[Optional[Path], typer.Option(help="PNG to write (default: a new name in the run folder).")] = None,
     gif: Annotated[bool, typer.Option(help="Also write an animated GIF going back and forth.")] = False,
     device: DeviceOption = "auto",
+    individual: Annotated[bool, typer.Option(help="Also write each decoded frame as its own PNG, named by its t.")] = False,
 ):
     """Blend two images through the latent space: encode both, walk between the codes, decode.
 
     The strip shows input A, the decoded path, then input B. Inputs are converted exactly as
-    training images: grayscale or RGB, shorter side resized to the model's size, centre crop."""
+    training images (see the README's "Input pictures"). A warning says when an input is far
+    from what the model was trained on."""
     if method not in INTERPOLATIONS:
         raise UsageError(f"--method {method!r}: use one of {', '.join(INTERPOLATIONS)}")
     run_dir, run_config, model, target = load_run(run, device)
     import torch
 
     from . import data as data_module
-    from . import latent
+    from . import evaluation, latent, runs
     from .images import save_gif, save_grid
     image_a, image_b = data_module.load_references([a, b], run_config.data)
+    profile = runs.load_checkpoint(run_dir / "checkpoints" / "best.pt").get("test_error")
+    for reference, image in ((a, image_a), (b, image_b)):
+        message = evaluation.unfamiliar(model, image.to(target), profile)
+        if message:
+            warn(f"{reference}: {message}")
     path = latent.interpolation_strip(model, image_a.to(target), image_b.to(target), steps, method).cpu()
-    out = out or run_dir / f"interpolate_{_slug(a)}_{_slug(b)}_{method}.png"
+    if out is None:
+        out = runs.unused_path(run_dir / f"interpolate_{_slug(a)}_{_slug(b)}_{method}_{steps}steps.png")
+    elif out.exists():
+        warn(f"{out} exists and is replaced, as --out asked")
     console.print(f"wrote {save_grid(torch.cat([image_a[None], path, image_b[None]]), out, columns=steps + 2)}")
     if gif:
         console.print(f"wrote {save_gif(path, out.with_suffix('.gif'))}")
+    if individual:
+        folder = out.with_suffix("")
+        for t, image in zip(torch.linspace(0, 1, steps).tolist(), path):
+            save_grid(image.unsqueeze(0), folder / f"t{t:.3f}.png", columns=1, padding=0)
+        console.print(f"wrote {steps} frames into {folder}/ (t0.000.png is A, t1.000.png is B)")
 
 
 def _slug(reference: str) -> str:

@@ -49,6 +49,19 @@ class DataConfig:
     train_size: int = option(8192, "moons: number of training images", minimum=1)
     test_size: int = option(1024, "moons: number of test images", minimum=1)
     test_fraction: float = option(0.1, "folder: share of images held out for testing", above=0.0)
+    moons: str = option("photo", "moons: photo (what a camera sees: texture, sky, stars, waxing and waning) "
+                        "| clean (grey disks on black, lit from the right)", choices=("photo", "clean"))
+    crop: str = option("auto", "object (crop image files and moons to the square around the bright object) "
+                       "| none (centre square) | auto (object for moons, else none)",
+                       choices=("auto", "object", "none"))
+
+    @property
+    def framing(self) -> str:
+        """What is done to image files (training folders and interpolation inputs) and to
+        rendered moons before they are resized: object or none."""
+        if self.crop == "auto":
+            return "object" if self.name == "moons" else "none"
+        return self.crop
 
 
 MODEL_KINDS = ("vae", "iwae", "ae", "pca")

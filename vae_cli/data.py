@@ -21,7 +21,7 @@ from . import moons
 from .config import DataConfig
 from .console import err_console, warn
 from .errors import UsageError, VaeError
-from .images import IMAGE_SUFFIXES, PIL_MODES, read_image
+from .images import IMAGE_SUFFIXES, PIL_MODES, frame_object, read_image
 
 DEFAULT_ROOT = "data"
 MOONS_TRAIN_SEED, MOONS_TEST_SEED, SPLIT_SEED, BINARIZE_SEED = 1, 2, 3, 4
@@ -69,9 +69,29 @@ def data_root(config: DataConfig) -> Path:
     return Path(config.root or os.environ.get("VAE_DATA") or DEFAULT_ROOT)
 
 
+MOON_RENDERERS = {"photo": moons.photo_sample, "clean": moons.sample}
+MOONS_PER_CHUNK = 1024  # rendered at a time, to bound memory
+
+
+def render_moons(config: DataConfig, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n moons of the configured kind and their phases. With framing=object they are drawn
+    at twice the size and go through the same crop as image files (images.frame_object)."""
+    render = MOON_RENDERERS[config.moons]
+    chunks = []
+    for index, start in enumerate(range(0, n, MOONS_PER_CHUNK)):
+        count = min(MOONS_PER_CHUNK, n - start)
+        if config.framing == "object":
+            images, phase = render(count, 2 * config.image_size, seed * 1000 + index)
+            images = frame_object(images, config.image_size)
+        else:
+            images, phase = render(count, config.image_size, seed * 1000 + index)
+        chunks.append((images, phase))
+    return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
+
+
 def _load_moons(config: DataConfig):
-    train, train_phase = moons.sample(config.train_size, config.image_size, MOONS_TRAIN_SEED)
-    test, test_phase = moons.sample(config.test_size, config.image_size, MOONS_TEST_SEED)
+    train, train_phase = render_moons(config, config.train_size, MOONS_TRAIN_SEED)
+    test, test_phase = render_moons(config, config.test_size, MOONS_TEST_SEED)
     return train, train_phase, test, test_phase
 
 
@@ -96,9 +116,9 @@ def _torchvision_loader(dataset_class, folder: str):
     return load
 
 
-def _read_or_none(path: Path, channels: int, size: int) -> torch.Tensor | None:
+def _read_or_none(path: Path, channels: int, size: int, crop: str) -> torch.Tensor | None:
     try:
-        return read_image(path, channels, size)[0]
+        return read_image(path, channels, size, crop)[0]
     except VaeError:
         return None
 
@@ -111,7 +131,7 @@ def _load_folder(config: DataConfig):
     class_names = sorted({p.parent.relative_to(root).as_posix() for p in files})
     # PIL releases the GIL while decoding, so threads decode a large folder on every core.
     with ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
-        decoded = list(track(pool.map(partial(_read_or_none, channels=config.channels, size=config.image_size), files),
+        decoded = list(track(pool.map(partial(_read_or_none, channels=config.channels, size=config.image_size, crop=config.framing), files),
                              total=len(files), description=f"decoding {root}", console=err_console,
                              transient=True, disable=len(files) < 1000))
     images = [image for image in decoded if image is not None]
@@ -177,8 +197,10 @@ def load_references(references: list[str], config: DataConfig) -> list[torch.Ten
             dataset = dataset or load(config)
             images.append(image_at(dataset.split(split)[0], index, split, reference))
             continue
-        image, mode = read_image(Path(reference), config.channels, config.image_size)
+        image, mode, notes = read_image(Path(reference), config.channels, config.image_size, config.framing)
         if (1 if mode in SINGLE_CHANNEL_MODES else 3) != config.channels:
-            warn(f"{reference}: converted {mode} to {PIL_MODES[config.channels]} to match the model")
+            notes.append(f"converted {mode} to {PIL_MODES[config.channels]} to match the model")
+        for note in notes:
+            warn(f"{reference}: {note}")
         images.append(as_float(image))
     return images

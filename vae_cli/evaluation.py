@@ -21,14 +21,43 @@ def average_objective(model, images: torch.Tensor, batch_size: int = 1000) -> di
 
 
 @torch.inference_mode()
-def squared_error(model, images: torch.Tensor, batch_size: int = 1000) -> float:
-    """Mean over images of the summed squared pixel error of the reconstruction from the code
-    mean: the one reconstruction measure defined for PCA, autoencoders and VAEs alike."""
-    total = 0.0
+def squared_errors(model, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Per image, the summed squared pixel error of the reconstruction from the code mean:
+    the one reconstruction measure defined for PCA, autoencoders and VAEs alike."""
+    errors = []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
-        total += float(((model.reconstruct(x) - x) ** 2).double().flatten(1).sum())
-    return total / len(images)
+        errors.append(((model.reconstruct(x) - x) ** 2).double().flatten(1).sum(1))
+    return torch.cat(errors)
+
+
+def squared_error(model, images: torch.Tensor, batch_size: int = 1000) -> float:
+    """Mean over images of squared_errors."""
+    return float(squared_errors(model, images, batch_size).mean())
+
+
+def error_profile(model, images: torch.Tensor) -> dict:
+    """The typical (median) and the 99% point of squared_errors over `images` (the test set),
+    stored in every checkpoint so that a new input can be judged without the data."""
+    errors = squared_errors(model, images)
+    return {"median": float(errors.median()), "p99": float(errors.quantile(0.99))}
+
+
+UNFAMILIAR_FACTOR = 2.0  # times the test set's 99% point
+
+
+def unfamiliar(model, image: torch.Tensor, profile: dict | None) -> str | None:
+    """Why the model will blend `image` poorly, if its reconstruction error is far above the
+    test set's (profile from error_profile); None if it looks like training data or no profile
+    was stored."""
+    if not profile:
+        return None
+    error = float(squared_errors(model, image.unsqueeze(0))[0])
+    if error <= UNFAMILIAR_FACTOR * profile["p99"]:
+        return None
+    return (f"unlike the training images (reconstruction error {error:.2f}, {error / profile['median']:.0f}x "
+            f"the test set's typical {profile['median']:.2f}): expect a poor blend; frame it like the "
+            f"training images or train on pictures like it")
 
 
 ELEMENT_BUDGET = 1 << 23  # decoder outputs per chunk (32 MB of float32): k = 5000 fits a laptop

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from torchvision.utils import make_grid
 
 from .errors import VaeError
@@ -17,20 +17,33 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 PIL_MODES = {1: "L", 3: "RGB"}
 
 
-def read_image(path: Path, channels: int, size: int) -> tuple[torch.Tensor, str]:
-    """A (channels, size, size) uint8 tensor and the file's own PIL mode.
+FRAME_FILL = 0.7  # share of the frame that the object's longer side spans after cropping to it
+WORKING_SIZE = 1024  # longest side an input is reduced to before it is framed (a phone photo is 4000)
+SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 
-    Conversion, the same for training folders and interpolation inputs: transparent pixels
-    are composited onto black, the image is converted to grayscale (L) or RGB, its shorter
-    side is resized to `size` (bilinear, antialiased) and the centre square is cropped."""
+
+def open_image(path: Path, channels: int) -> tuple[Image.Image, str, list[str]]:
+    """The picture as a camera meant it, in grayscale (L) or RGB, with its file's own mode and
+    notes on what was done that a person would not expect.
+
+    EXIF orientation is applied; 16-bit pixels are scaled to 8 bits; an animated image gives
+    its first frame; transparent pixels are composited onto black."""
     path = Path(path)
     if not path.is_file():
         raise VaeError(f"{path}: no such file: check the path")
+    notes = []
     try:
         with Image.open(path) as image:
+            frames = getattr(image, "n_frames", 1)
             image.load()
+            if frames > 1:
+                notes.append(f"used the first of its {frames} frames")
             mode = image.mode
-            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+            image = ImageOps.exif_transpose(image)
+            if mode in SIXTEEN_BIT_MODES:
+                # convert("L") would clip every value above 255 to white.
+                image = image.convert("I").point(lambda value: value / 257).convert("L")
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
                 image = image.convert("RGBA")
                 background = Image.new("RGBA", image.size, (0, 0, 0, 255))
                 image = Image.alpha_composite(background, image)
@@ -39,9 +52,69 @@ def read_image(path: Path, channels: int, size: int) -> tuple[torch.Tensor, str]
         raise VaeError(f"{path}: not an image file PIL can read: pass a PNG or JPEG") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise VaeError(f"{path}: the image is corrupt or truncated ({error}): re-export it") from None
+    return image, mode, notes
+
+
+def read_image(path: Path, channels: int, size: int, crop: str = "none") -> tuple[torch.Tensor, str, list[str]]:
+    """A (channels, size, size) uint8 tensor, the file's own PIL mode, and notes (see open_image).
+
+    The conversion, the same for training folders and interpolation inputs: open_image, then
+    with crop="object" the square around the bright object (frame_object), else the shorter
+    side resized to `size` (bilinear, antialiased) and the centre square cropped."""
+    image, mode, notes = open_image(path, channels)
+    if crop == "object":
+        image.thumbnail((WORKING_SIZE, WORKING_SIZE), Image.BILINEAR)
+        pixels = frame_object(TF.pil_to_tensor(image).unsqueeze(0).float() / 255, size)[0]
+        return (pixels * 255).round().to(torch.uint8), mode, notes
     image = TF.resize(image, size, antialias=True)
     image = TF.center_crop(image, size)
-    return TF.pil_to_tensor(image), mode
+    return TF.pil_to_tensor(image), mode, notes
+
+
+def frame_object(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Images (N, C, H, W) in [0, 1] cropped to the square around their bright object, the
+    object's longer side spanning FRAME_FILL of it, and resampled to (N, C, size, size); an
+    image where nothing stands out keeps its whole frame.
+
+    The object is what is brighter than the sky (the darkest 5%) by 30% of the way to the
+    brightest spot, after an average over 2% of the picture's size dims stars and noise. Where the square reaches past
+    the picture it shows the sky's colour. Each output pixel is the average of the input
+    area it covers, so large inputs shrink without aliasing."""
+    n, _, height, width = images.shape
+    window = max(3.0, 0.02 * max(height, width))
+    gray = images.mean(1)
+    gray = _area_matrix(torch.arange(height) + 0.5 - window / 2, window, height) @ gray \
+        @ _area_matrix(torch.arange(width) + 0.5 - window / 2, window, width).T
+    flat = gray.flatten(1)
+    sky_gray = flat.kthvalue(max(1, int(0.05 * flat.shape[1])), dim=1).values.view(n, 1, 1)
+    brightest = flat.max(1).values.view(n, 1, 1)
+    bright = (gray > sky_gray + 0.3 * (brightest - sky_gray)) & (brightest - sky_gray > 0.1)
+    boxes = torch.tensor([[0.0, 0.0, width, height]]).repeat(n, 1)
+    for mask, (low, high) in ((bright.any(dim=1), (0, 2)), (bright.any(dim=2), (1, 3))):
+        index = torch.arange(mask.shape[1]).expand_as(mask)
+        found = mask.any(1)
+        boxes[found, low] = torch.where(mask, index, mask.shape[1]).min(1).values[found].float()
+        boxes[found, high] = torch.where(mask, index, -1).max(1).values[found].float() + 1
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    side = (boxes[:, 2:] - boxes[:, :2]).max(1).values / FRAME_FILL
+    dark = (gray <= sky_gray).flatten(1).unsqueeze(1)
+    sky = ((images.flatten(2) * dark).sum(2) / dark.sum(2))[:, :, None, None]
+    step = (side / size).view(n, 1)
+    starts = step * torch.arange(size) - side.view(n, 1) / 2
+    rows = _area_matrix(centre[:, 1:2] + starts, step, height)
+    columns = _area_matrix(centre[:, 0:1] + starts, step, width)
+    # Area outside the picture gets no weight: measured from the sky, what is missing is sky.
+    framed = rows.unsqueeze(1) @ (images - sky) @ columns.transpose(-1, -2).unsqueeze(1)
+    return (framed + sky).clamp(0, 1)
+
+
+def _area_matrix(starts: torch.Tensor, step, length: int) -> torch.Tensor:
+    """Weights (..., len(starts), length): output pixel j is the mean of the input pixels over
+    [starts[j], starts[j] + step), pixel i covering [i, i + 1)."""
+    pixel = torch.arange(length, dtype=torch.float32)
+    low, high = starts.unsqueeze(-1), (starts + step).unsqueeze(-1)
+    overlap = (torch.minimum(high, pixel + 1) - torch.maximum(low, pixel)).clamp(min=0)
+    return overlap / (step.unsqueeze(-1) if torch.is_tensor(step) else step)
 
 
 def grid_columns(n: int) -> int:

@@ -1,44 +1,63 @@
 """The embedded dataset: grayscale pictures of the moon at phases from new to full.
 
-A moon of phase p (the lit fraction of the disk: 0 new, 0.5 half, 1 full) is lit from the
-right. A point of the disk at (u, v), in units of the radius, is lit when u > (1 - 2p)·sqrt(1 - v²):
+A moon of phase p (the lit fraction of the disk: 0 new, 0.5 half, 1 full) lit from the right
+lights the point (u, v) of its disk, in units of the radius, when u > (1 - 2p)·sqrt(1 - v²):
 the terminator is half an ellipse, which is why the lit area is exactly the fraction p.
-Each training image varies in size, position and brightness, so the data are a real
-distribution whose main factor of variation is the phase.
+
+Two kinds are drawn. `render` draws the clean kind: a flat grey disk on black. `photo_sample`
+draws what a camera sees, so that a model trained on it works on a person's own pictures:
+the same moon (one fixed map of darker maria and surface texture, at a random strength),
+waxing or waning, from a small disk in the frame to nearly filling it, on a sky from black
+to dark grey with noise and a few stars, with random brightness, contrast, blur, a soft
+terminator, blurred edges and sensor noise. The phase stays the main factor of variation.
 """
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 DEFAULT_RADIUS = 0.34  # of the image size
 DEFAULT_BRIGHTNESS = 1.0
+STARS = 8
+SURFACE_SEED = 7  # the one moon every photo-like picture shows
+# Maria as (u, v, radius) on the disk, placed roughly like the real near side's.
+MARIA = [(-0.35, -0.45, 0.30), (-0.10, -0.15, 0.22), (0.25, -0.35, 0.20), (-0.55, 0.05, 0.25),
+         (0.30, 0.05, 0.18), (-0.25, 0.40, 0.20), (0.50, -0.05, 0.12)]
 
 
 def render(phase: torch.Tensor, radius: torch.Tensor, center_x: torch.Tensor,
            center_y: torch.Tensor, brightness: torch.Tensor, size: int) -> torch.Tensor:
-    """Moons as an (n, 1, size, size) tensor in [0, 1]; every argument is a length-n tensor,
-    radius and centre in units of the image size. Edges are anti-aliased by coverage."""
-    pixel = (torch.arange(size, dtype=torch.float32) + 0.5) / size
-    y, x = pixel.view(1, size, 1), pixel.view(1, 1, size)
-    r = radius.view(-1, 1, 1)
-    u = (x - center_x.view(-1, 1, 1)) / r
-    v = (y - center_y.view(-1, 1, 1)) / r
-    distance = torch.sqrt(u ** 2 + v ** 2)
-    pixels_per_radius = r * size
-    disk = ((1 - distance) * pixels_per_radius + 0.5).clamp(0, 1)
-    terminator = (1 - 2 * phase.view(-1, 1, 1)) * torch.sqrt((1 - v ** 2).clamp(min=0))
-    lit = ((u - terminator) * pixels_per_radius + 0.5).clamp(0, 1)
+    """Clean moons as an (n, 1, size, size) tensor in [0, 1]; every argument is a length-n
+    tensor, radius and centre in units of the image size. Edges are anti-aliased by coverage."""
+    u, v, pixels_per_radius = _disk_coordinates(radius, center_x, center_y, size)
+    disk = ((1 - torch.sqrt(u ** 2 + v ** 2)) * pixels_per_radius + 0.5).clamp(0, 1)
+    lit = ((u - _terminator(phase, v)) * pixels_per_radius + 0.5).clamp(0, 1)
     return (disk * lit * brightness.view(-1, 1, 1)).unsqueeze(1)
 
 
+def _disk_coordinates(radius, center_x, center_y, size):
+    """Each pixel centre in units of the radius from the disk's centre: (u, v, pixels per radius)."""
+    pixel = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    r = radius.view(-1, 1, 1)
+    u = (pixel.view(1, 1, size) - center_x.view(-1, 1, 1)) / r
+    v = (pixel.view(1, size, 1) - center_y.view(-1, 1, 1)) / r
+    return u, v, r * size
+
+
+def _terminator(phase, v):
+    return (1 - 2 * phase.view(-1, 1, 1)) * torch.sqrt((1 - v ** 2).clamp(min=0))
+
+
 def render_one(phase: float, size: int = 28) -> torch.Tensor:
-    """One centred moon of the given phase at the default size and full brightness: (1, size, size)."""
+    """One clean centred moon of the given phase at full brightness: (1, size, size)."""
     one = torch.ones(1)
     return render(one * phase, one * DEFAULT_RADIUS, one * 0.5, one * 0.5,
                   one * DEFAULT_BRIGHTNESS, size)[0]
 
 
 def sample(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n random moons (images, phases), the same for the same seed on every machine."""
+    """n random clean moons (images, phases), the same for the same seed on every machine."""
     g = torch.Generator().manual_seed(seed)
 
     def uniform(low, high):
@@ -50,3 +69,74 @@ def sample(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     center_y = 0.5 + uniform(-0.06, 0.06)
     brightness = uniform(0.75, 1.0)
     return render(phase, radius, center_x, center_y, brightness, size), phase
+
+
+def _surface(resolution: int = 96) -> torch.Tensor:
+    """The moon's darkening map over the square [-1, 1]² of disk coordinates: (2, res, res),
+    maria in channel 0 and texture in channel 1, each in [0, 1]. Fixed: every photo shows
+    the same moon."""
+    g = torch.Generator().manual_seed(SURFACE_SEED)
+    axis = torch.linspace(-1, 1, resolution)
+    v, u = torch.meshgrid(axis, axis, indexing="ij")
+    maria = torch.zeros(resolution, resolution)
+    for mu, mv, r in MARIA:
+        maria = torch.maximum(maria, torch.exp(-((u - mu) ** 2 + (v - mv) ** 2) / (2 * r ** 2)))
+    texture = torch.zeros(1, 1, resolution, resolution)
+    for cells in (4, 8, 16, 32, 64):  # noise at several scales, finer ones weaker
+        field = torch.rand(1, 1, cells, cells, generator=g)
+        texture += F.interpolate(field, size=resolution, mode="bicubic", align_corners=True) / math.sqrt(cells)
+    texture = texture[0, 0]
+    texture = (texture - texture.min()) / (texture.max() - texture.min())
+    return torch.stack([maria, texture])
+
+
+def photo_sample(n: int, size: int, seed: int, phase: torch.Tensor | None = None,
+                 lit_from_left: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """n photo-like moons (n, 1, size, size) in [0, 1] and their phases; random phases and
+    sides unless given. The same for the same seed on every machine."""
+    g = torch.Generator().manual_seed(seed)
+
+    def uniform(low, high):
+        return low + (high - low) * torch.rand(n, generator=g)
+
+    if phase is None:
+        phase = uniform(0.03, 1.0)
+    if lit_from_left is None:
+        lit_from_left = torch.rand(n, generator=g) < 0.5
+    radius = uniform(0.15, 0.45)
+    room = 0.5 - radius  # how far the centre may move with the disk still inside the frame
+    center_x = 0.5 + uniform(-1, 1) * room
+    center_y = 0.5 + uniform(-1, 1) * room
+    u, v, pixels_per_radius = _disk_coordinates(radius, center_x, center_y, size)
+    u, v = torch.broadcast_tensors(u, v)
+
+    # The surface turns with the disk, not with the light: a waning moon shows the same maria.
+    maps = F.grid_sample(_surface().expand(n, -1, -1, -1), torch.stack([u, v], dim=-1),
+                         mode="bilinear", padding_mode="border", align_corners=True)
+    albedo = (1 - uniform(0.0, 0.3).view(-1, 1, 1) * maps[:, 0]
+              - uniform(0.0, 0.25).view(-1, 1, 1) * maps[:, 1])
+    distance = torch.sqrt(u ** 2 + v ** 2)
+    # A blurred edge: the disk fades out over `blur` pixels (a camera's focus and shake).
+    blur = uniform(1.0, 1.0 + 2.5 * size / 56).view(-1, 1, 1)
+    disk = ((1 - distance) * pixels_per_radius / blur + 0.5).clamp(0, 1)
+    limb = 1 - uniform(0.0, 0.3).view(-1, 1, 1) * (1 - torch.sqrt((1 - distance ** 2).clamp(min=0)))
+    toward_light = torch.where(lit_from_left.view(-1, 1, 1), -u, u)
+    # Light fades towards the terminator over `softness` radii: sharp in some pictures, gradual
+    # in others (the real moon darkens over a wide band near the terminator).
+    softness = torch.maximum(uniform(0.02, 0.6).view(-1, 1, 1), blur / pixels_per_radius)
+    lit = ((toward_light - _terminator(phase, v)) / softness + 0.5).clamp(0, 1)
+    moon = disk * lit * limb * albedo * uniform(0.6, 1.0).view(-1, 1, 1)
+
+    sky_level = uniform(0.0, 0.22).view(-1, 1, 1)
+    gradient = uniform(-0.05, 0.05).view(-1, 1, 1) * (torch.arange(size) / size).view(1, size, 1)
+    sky = (sky_level + gradient).clamp(min=0).expand(n, size, size).reshape(n, -1).clone()
+    # Up to STARS single-pixel stars; those with a brightness below zero are not there.
+    position = torch.randint(size * size, (n, STARS), generator=g)
+    star = (torch.rand(n, STARS, generator=g) * 1.6 - 0.6).clamp(min=0)
+    sky = sky.scatter_add(1, position, star).view(n, size, size)
+    # The sky's glow lies in front of the moon: the dark part of the disk is as bright as the sky.
+    image = (moon + sky).unsqueeze(1)
+
+    image = image + uniform(0.0, 0.04).view(-1, 1, 1, 1) * torch.randn(image.shape, generator=g)
+    gamma = uniform(0.75, 1.35).view(-1, 1, 1, 1)
+    return image.clamp(0, 1) ** gamma, phase

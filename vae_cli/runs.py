@@ -107,6 +107,16 @@ def replaced_atomically(path: Path, durable: bool = False):
             os.close(directory)
 
 
+def unused_path(path: Path) -> Path:
+    """`path`, or the first of path_2, path_3, ... (same suffix) that does not exist yet, so a
+    new result never silently replaces an earlier one."""
+    candidate, number = Path(path), 1
+    while candidate.exists() or candidate.with_suffix("").exists() or candidate.with_suffix(".gif").exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}_{number}{path.suffix}")
+    return candidate
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     with replaced_atomically(path) as temporary:
         temporary.write_text(text, encoding="utf-8")

@@ -96,7 +96,8 @@ def fit_once(model: Model, data: ImageData, config: Config, run_dir: Path) -> li
     record = {"epoch": 1, "test_squared_error": error, "seconds": round(seconds, 3)}
     runs.append_metrics(run_dir, record)
     write_pictures(model, data.test, run_dir, 1, config.train.seed)
-    payload = {"config": config.to_dict(), "model": model.state_dict(), "epoch": 1, "step": 0}
+    payload = {"config": config.to_dict(), "model": model.state_dict(), "epoch": 1, "step": 0,
+               "test_error": evaluation.error_profile(model, data.test)}
     runs.save_checkpoint(payload, run_dir / "checkpoints" / "last.pt")
     runs.save_checkpoint(payload, run_dir / "checkpoints" / "best.pt")
     console.print(f"{config.model.kind} with a {config.model.latent_dim}-number code fitted in "
@@ -153,6 +154,7 @@ class Trainer:
                          if dtype else nullcontext())
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
         self.epoch, self.step, self.best_loss = 0, 0, math.inf
+        self.test_error = None  # evaluation.error_profile after the last epoch
         # This rank's sums of the loss and the model's terms over the images of the current epoch.
         self.totals = torch.zeros(1 + len(model.term_names), dtype=torch.float64, device=device)
         self.steps_per_epoch = math.ceil(len(self.data.train) / config.train.batch_size)
@@ -167,7 +169,7 @@ class Trainer:
     def state(self) -> dict:
         return {"config": self.config.to_dict(), "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                "epoch": self.epoch, "step": self.step, "best_loss": self.best_loss,
+                "epoch": self.epoch, "step": self.step, "best_loss": self.best_loss, "test_error": self.test_error,
                 "totals": self.world.sum(self.totals.clone()).cpu(), "rng": rng_state(self.device)}
 
     def restore(self, checkpoint: dict) -> None:
@@ -175,6 +177,7 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.epoch, self.step, self.best_loss = checkpoint["epoch"], checkpoint["step"], checkpoint["best_loss"]
+        self.test_error = checkpoint.get("test_error")
         # The saved sums are global: rank 0 carries them on, so that summing over ranks stays right.
         # (Checkpoints of autoencoders written before models named their terms carry a third, zero KL sum.)
         saved = checkpoint["totals"][:len(self.totals)].to(self.device)
@@ -270,6 +273,7 @@ class Trainer:
         self.model.eval()
         self.model.prepare_sampling(self.data.train_batches())
         test = evaluation.average_objective(self.model, self.data.test)
+        self.test_error = evaluation.error_profile(self.model, self.data.test)
         train = self.named(self.world.sum(self.totals.clone()) / len(self.data.train))
         is_best = test["loss"] < self.best_loss
         self.best_loss = min(self.best_loss, test["loss"])

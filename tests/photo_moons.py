@@ -1,0 +1,104 @@
+"""A second, independent renderer of photo-like moons, for testing the tool on pictures it was
+not trained on. Written apart from vae_cli/moons.py on purpose, with its own model of the moon
+and the sky: a sphere lit by a distant sun with Lommel-Seeliger reflection (flat at full moon,
+fading towards the terminator), an albedo of blurred-noise maria and dark-floored, bright-rimmed
+craters, a dark-blue RGB sky with a glow gradient and soft stars, 2x supersampling, and
+JPEG or PNG files as a camera would write them.
+
+The phase is the lit fraction k of the disk; the phase angle f between sun and observer gives
+k = (1 + cos f) / 2.
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+
+def _albedo(pixels: int, rng: np.random.Generator) -> np.ndarray:
+    """Albedo over the disk's bounding square (pixels x pixels), about 0.55 to 1."""
+    noise = Image.fromarray((rng.random((pixels, pixels)) * 255).astype(np.uint8))
+    blotches = np.asarray(noise.filter(ImageFilter.GaussianBlur(pixels / 12)), dtype=np.float64)
+    blotches = (blotches - blotches.min()) / max(np.ptp(blotches), 1e-9)
+    albedo = 1.0 - 0.9 * (blotches > 0.5) * (blotches - 0.5)  # maria where the field is high
+    grain = np.asarray(noise.filter(ImageFilter.GaussianBlur(1.0)), dtype=np.float64) / 255
+    albedo *= 0.92 + 0.08 * grain
+    y, x = np.mgrid[0:pixels, 0:pixels]
+    for _ in range(int(rng.integers(6, 14))):  # craters: dark floor, bright rim
+        cx, cy = rng.random(2) * pixels
+        r = pixels * rng.uniform(0.02, 0.07)
+        d = np.hypot(x - cx, y - cy) / r
+        albedo *= 1 - 0.15 * (d < 0.85) + 0.12 * ((d >= 0.85) & (d < 1.1))
+    return albedo.clip(0.3, 1.0)
+
+
+def photo_moon(phase: float, size: int, lit_from: str = "right", seed: int = 0,
+               radius: float = 0.3, centre: tuple[float, float] = (0.5, 0.5)) -> Image.Image:
+    """An RGB picture (size x size) of the moon at lit fraction `phase`, lit from the right
+    (waxing) or the left (waning). radius and centre are fractions of the picture. The seed
+    draws the sky and stars; the surface is the same moon for every seed."""
+    big = 2 * size
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:big, 0:big].astype(np.float64) + 0.5
+    sky_glow = 0.35 + 0.65 * (y / big)
+    sky = np.stack([6 + 10 * sky_glow, 10 + 16 * sky_glow, 28 + 40 * sky_glow], axis=-1)
+    sky += rng.normal(0, 2.5, sky.shape)
+    picture = Image.fromarray(sky.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    for _ in range(int(rng.integers(3, 12))):
+        sx, sy = rng.random(2) * big
+        s = rng.uniform(1.0, 2.5) * big / 600
+        level = int(rng.integers(150, 255))
+        draw.ellipse([sx - s, sy - s, sx + s, sy + s], fill=(level, level, int(level * 0.9)))
+    picture = np.asarray(picture.filter(ImageFilter.GaussianBlur(0.6)), dtype=np.float64)
+
+    r = radius * big
+    nx, ny = (x - centre[0] * big) / r, (y - centre[1] * big) / r
+    inside = nx ** 2 + ny ** 2 < 1
+    nz = np.sqrt(np.clip(1 - nx ** 2 - ny ** 2, 0, None))
+    angle = math.acos(2 * phase - 1)  # the phase angle
+    sun = (math.sin(angle) * (1 if lit_from == "right" else -1), 0.0, math.cos(angle))
+    cos_i = nx * sun[0] + ny * sun[1] + nz * sun[2]
+    reflect = np.where(cos_i > 0, 2 * cos_i / (cos_i + nz + 1e-9), 0.0)
+    surface = np.ones((big, big))
+    size_box = int(2 * r) + 2
+    left, top = int(centre[0] * big - r), int(centre[1] * big - r)
+    albedo = _albedo(size_box, np.random.default_rng(12345))  # the same moon every time
+    box = surface[max(top, 0):top + size_box, max(left, 0):left + size_box]
+    box[...] = albedo[max(-top, 0):max(-top, 0) + box.shape[0], max(-left, 0):max(-left, 0) + box.shape[1]]
+    light = np.where(inside, reflect * surface, 0.0)
+    moon_colour = np.array([196.0, 192.0, 180.0])
+    picture = picture + light[..., None] * moon_colour  # the sky's glow lies in front of the moon
+    image = Image.fromarray(picture.clip(0, 255).astype(np.uint8))
+    return image.resize((size, size), Image.LANCZOS)
+
+
+def write(path: Path, phase: float, size: int, **options) -> Path:
+    """photo_moon(...) saved to `path` as JPEG (quality 88) or PNG, chosen by the suffix."""
+    image = photo_moon(phase, size, **options)
+    path = Path(path)
+    image.save(path, **({"quality": 88} if path.suffix.lower() in (".jpg", ".jpeg") else {}))
+    return path
+
+
+# Pairs a person might blend: (name, lit from, picture size, file type, moon radius, centre).
+SCENES = [
+    ("right-320-jpg", "right", 320, ".jpg", 0.30, (0.50, 0.48)),
+    ("left-800-png-small", "left", 800, ".png", 0.10, (0.35, 0.62)),
+    ("right-1000-jpg-big", "right", 1000, ".jpg", 0.46, (0.5, 0.5)),
+    ("left-200-png", "left", 200, ".png", 0.33, (0.55, 0.45)),
+]
+PHASES = {"full": 1.0, "half": 0.5, "three_quarter": 0.75}
+
+
+def write_scene(folder: Path, name: str, lit_from: str, size: int, suffix: str, radius: float,
+                centre: tuple[float, float]) -> dict[str, Path]:
+    """Full, half and three-quarter moon of one scene, each with its own sky and a slightly
+    shifted moon, as files in `folder`: {"full": path, "half": ..., "three_quarter": ...}."""
+    paths = {}
+    for index, (label, phase) in enumerate(PHASES.items()):
+        shifted = (centre[0] + 0.02 * (index - 1), centre[1] - 0.015 * (index - 1))
+        paths[label] = write(Path(folder) / f"{name}-{label}{suffix}", phase, size, lit_from=lit_from,
+                             seed=sum(map(ord, name)) + index, radius=radius, centre=shifted)
+    return paths
