@@ -16,24 +16,55 @@ def pixel_mse(a, b):
 
 
 def test_moon_blending_walks_the_manifold_not_the_pixels(vae, runs_dir, tmp_path):
-    """The article's experiment with the shipped moons config: the decoded midpoint of full and
-    half moon is closer to a three-quarter moon than the pixel cross-fade is."""
+    """The article's experiment with the shipped moons config on clean moons: the decoded
+    midpoint of full and half moon (default method) is closer to a three-quarter moon than the
+    pixel cross-fade is, all three read the way the tool reads its inputs."""
     assert vae("train", "--config", CONFIGS / "moons.yaml", "--name", "moons").exit_code == 0
-    for phase, name in ((1.0, "full.png"), (0.5, "half.png")):
+    for phase, name in ((1.0, "full.png"), (0.5, "half.png"), (0.75, "three_quarter.png")):
         assert vae("moon", phase, tmp_path / name).exit_code == 0
     result = vae("interpolate", tmp_path / "full.png", tmp_path / "half.png", "--steps", 3, "--gif")
     assert result.exit_code == 0, result.output
-    strip = runs_dir / "moons" / "interpolate_full_half_linear.png"
+    assert "unlike the training images" not in result.output
+    strip = runs_dir / "moons" / "interpolate_full_half_slerp_3steps.png"
     assert Image.open(strip).size == (5 * 30 + 2, 32)
     assert Image.open(strip.with_suffix(".gif")).n_frames == 4  # 3 frames there, 1 back
 
     run_config, model, _ = runs.load_model(runs_dir / "moons")
-    full, half = data.load_references([str(tmp_path / "full.png"), str(tmp_path / "half.png")], run_config.data)
-    midpoint = latent.interpolation_strip(model, full, half, 3, "linear")[1]
-    three_quarter = moons.render_one(0.75)
+    full, half, three_quarter = data.load_references(
+        [str(tmp_path / name) for name in ("full.png", "half.png", "three_quarter.png")], run_config.data)
+    midpoint = latent.interpolation_strip(model, full, half, 3, "slerp")[1]
     decoded_error, crossfade_error = pixel_mse(midpoint, three_quarter), pixel_mse(0.5 * (full + half), three_quarter)
     print(f"midpoint MSE to a 3/4 moon: decoded {decoded_error:.4f}, pixel cross-fade {crossfade_error:.4f}")
     assert decoded_error < 0.8 * crossfade_error
+
+    square = Image.new("L", (84, 84))
+    square.paste(255, (20, 30, 60, 70))
+    square.save(tmp_path / "square.png")
+    result = vae("interpolate", tmp_path / "full.png", tmp_path / "square.png")
+    assert result.exit_code == 0 and "square.png: unlike the training images" in " ".join(result.output.split())
+    assert "full.png: unlike" not in result.output
+
+
+def test_interpolate_names_never_replace_and_individual_frames_include_the_midpoint(vae, tiny_run, tmp_path):
+    assert vae("moon", 1.0, tmp_path / "full.png").exit_code == 0
+    assert vae("moon", 0.5, tmp_path / "half.png").exit_code == 0
+    first = vae("interpolate", tmp_path / "full.png", tmp_path / "half.png", "--individual")
+    second = vae("interpolate", tmp_path / "full.png", tmp_path / "half.png", "--method", "linear", "--steps", 5)
+    third = vae("interpolate", tmp_path / "full.png", tmp_path / "half.png")
+    assert first.exit_code == second.exit_code == third.exit_code == 0, first.output
+    names = sorted(p.name for p in tiny_run.glob("interpolate_*.png"))
+    assert names == ["interpolate_full_half_linear_5steps.png", "interpolate_full_half_slerp_11steps.png",
+                     "interpolate_full_half_slerp_11steps_2.png"]
+    frames = sorted(p.name for p in (tiny_run / "interpolate_full_half_slerp_11steps").iterdir())
+    assert len(frames) == 11 and frames[0] == "t0.000.png" and "t0.500.png" in frames
+    assert Image.open(tiny_run / "interpolate_full_half_slerp_11steps" / "t0.500.png").size == (28, 28)
+
+
+def test_moon_draws_photo_like_moons_lit_from_either_side(vae, tmp_path):
+    assert vae("moon", 0.6, tmp_path / "a.png", "--photo", "--size", 200, "--lit-from", "left").exit_code == 0
+    assert Image.open(tmp_path / "a.png").size == (200, 200)
+    result = vae("moon", 0.6, tmp_path / "b.png", "--photo", "--lit-from", "above")
+    assert result.exit_code == 2 and "use right or left" in result.output and not (tmp_path / "b.png").exists()
 
 
 def test_slerp_keeps_the_ends_and_the_norm():
