@@ -72,8 +72,8 @@ def read_image(path: Path, channels: int, size: int, crop: str = "none") -> tupl
 
 
 def frame_object(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Images (N, C, H, W) in [0, 1] cropped to the square around their bright object, the
-    object's longer side spanning FRAME_FILL of it, and resampled to (N, C, size, size); an
+    """Images (N, C, H, W) in [0, 1] cropped to a square around their bright object (centred as
+    _round_object_centre says), the object's longer side spanning FRAME_FILL of it, and resampled to (N, C, size, size); an
     image where nothing stands out keeps its whole frame.
 
     The object is what is brighter than the sky (the darkest 5%) by 30% of the way to the
@@ -95,7 +95,7 @@ def frame_object(images: torch.Tensor, size: int) -> torch.Tensor:
         found = mask.any(1)
         boxes[found, low] = torch.where(mask, index, mask.shape[1]).min(1).values[found].float()
         boxes[found, high] = torch.where(mask, index, -1).max(1).values[found].float() + 1
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    centre = _round_object_centre(bright, boxes)
     side = (boxes[:, 2:] - boxes[:, :2]).max(1).values / FRAME_FILL
     dark = (gray <= sky_gray).flatten(1).unsqueeze(1)
     sky = ((images.flatten(2) * dark).sum(2) / dark.sum(2))[:, :, None, None]
@@ -106,6 +106,26 @@ def frame_object(images: torch.Tensor, size: int) -> torch.Tensor:
     # Area outside the picture gets no weight: measured from the sky, what is missing is sky.
     framed = rows.unsqueeze(1) @ (images - sky) @ columns.transpose(-1, -2).unsqueeze(1)
     return (framed + sky).clamp(0, 1)
+
+
+def _round_object_centre(bright: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """The centre (x, y) of each square frame. A bright object taller than wide may be the lit
+    part of a disk as tall as it (a moon between new and full): then the centre is that disk's,
+    on whichever side of the box the object fits inside the disk, so a half moon sits where
+    the full moon would. Otherwise it is the box's centre."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    radius = (boxes[:, 3] - boxes[:, 1]) / 2
+    y = torch.arange(bright.shape[1], dtype=torch.float32).view(1, -1, 1) + 0.5
+    x = torch.arange(bright.shape[2], dtype=torch.float32).view(1, 1, -1) + 0.5
+
+    def outside(centre_x):
+        distance = torch.sqrt((x - centre_x.view(-1, 1, 1)) ** 2 + (y - centre[:, 1].view(-1, 1, 1)) ** 2)
+        return (bright & (distance > radius.view(-1, 1, 1) * 1.05 + 1)).flatten(1).sum(1)
+    right, left = boxes[:, 2] - radius, boxes[:, 0] + radius
+    disk_x = torch.where(outside(right) <= outside(left), right, left)
+    tall = (boxes[:, 2] - boxes[:, 0]) < 0.98 * (boxes[:, 3] - boxes[:, 1])
+    centre[:, 0] = torch.where(tall, disk_x, centre[:, 0])
+    return centre
 
 
 def _area_matrix(starts: torch.Tensor, step, length: int) -> torch.Tensor:
