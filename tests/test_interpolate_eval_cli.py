@@ -113,7 +113,7 @@ def test_interpolate_dataset_references_and_rgba_input(vae, tiny_run, tmp_path):
     result = vae("interpolate", "test:0", tmp_path / "white.png", "--out", tmp_path / "o.png", "--method", "slerp")
     assert result.exit_code == 0, result.output
     assert "converted RGBA to L" in result.output
-    assert Image.open(tmp_path / "o.png").size == (12 * 30 + 2, 32)
+    assert Image.open(tmp_path / "o.png").size == (13 * 30 + 2, 32)  # the inputs and 11 steps
 
 
 @pytest.mark.parametrize("contents, message", [
