@@ -78,7 +78,13 @@ def test_checkpoint_of_another_model(vae, trained):
 def test_truncated_checkpoint(vae, trained):
     path = trained / "checkpoints" / "best.pt"
     path.write_bytes(path.read_bytes()[:1000])
-    assert_clean_failure(vae("sample", "--run", trained), 1, "is not a readable checkpoint")
+    assert_clean_failure(vae("sample", "--run", trained), 1, "is truncated or another file")
+    assert vae("sample", "--run", trained, "--checkpoint", "last").exit_code == 0
+
+
+def test_random_bytes_are_simply_not_a_checkpoint(vae, trained):
+    (trained / "checkpoints" / "best.pt").write_bytes(os.urandom(5000))
+    assert_clean_failure(vae("sample", "--run", trained), 1, "best.pt is not a checkpoint")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -101,7 +107,7 @@ class RunsCode:
 def test_malicious_pickle_is_refused_and_runs_nothing(vae, trained, tmp_path):
     with open(trained / "checkpoints" / "best.pt", "wb") as handle:
         pickle.dump({"format": "vae-cli/1", "model": RunsCode()}, handle)
-    assert_clean_failure(vae("sample", "--run", trained), 1, "refused unread (it could run code)")
+    assert_clean_failure(vae("sample", "--run", trained), 1, "is not a checkpoint")
     assert not (tmp_path / "pwned").exists()
     # torch.save'd file with an object inside: refused the same way
     torch.save({"format": "vae-cli/1", "model": RunsCode()}, trained / "checkpoints" / "best.pt")

@@ -10,20 +10,53 @@ import functools
 import json
 import os
 import re
+import shutil
+import sys
 import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich import box
+from typer.core import TyperGroup
+
+try:  # typer >= 0.22 carries its own copy of click
+    from typer._click.exceptions import ClickException
+except ImportError:
+    from click.exceptions import ClickException
 from rich.table import Table
 
 from . import __version__
 from . import config as config_module
+from . import files
 from .console import console, err_console, warn
+from .console import error as print_error
 from .errors import UsageError, VaeError
 
-app = typer.Typer(help="Train, evaluate and sample Variational Autoencoders (and the PCA and "
+class OneLineUsageErrors(TyperGroup):
+    """Typer's own usage errors (`--n 0`, an unknown option) in the tool's one-line style,
+    instead of Typer's usage text and framed box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as error:
+            if type(error).__name__ == "NoArgsIsHelpError":  # plain `vae`: the help is the answer
+                error.show()
+            else:
+                context = getattr(error, "ctx", None)
+                print_error(f"{error.format_message()} (see {context.command_path if context else 'vae'} --help)")
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            print_error("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=OneLineUsageErrors,
+                  help="Train, evaluate and sample Variational Autoencoders (and the PCA and "
                        "autoencoder they grow from).", no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   pretty_exceptions_enable=False)
@@ -35,36 +68,53 @@ DeviceOption = Annotated[str, typer.Option(help="Where the model runs: auto (cud
                                                 "cuda:N or mps. A run trained on a GPU loads on any machine.")]
 
 
-def load_run(run: Path | None, device: str, which: str = "best"):
+def load_run(run: Path | None, device: str, which: str = "best", writes: str | None = None):
     """(run folder, config, model in eval mode, torch device): the run the user named, or the
-    latest, with its checkpoint loaded onto the chosen device whatever device it was trained on."""
+    latest, with its checkpoint loaded onto the chosen device whatever device it was trained on.
+    `writes` (a file in the run folder, or "." for the folder) is checked writable first."""
     config_module.check_device(device, "--device")
     from . import device as device_module
     from . import runs
     run_dir = runs.resolve_run(run)
+    if writes is not None:
+        files.check_can_write(run_dir / writes) if writes != "." else files.check_writable(run_dir)
     target = device_module.choose(device)
     run_config, model, _ = runs.load_model(run_dir, which, target)
     return run_dir, run_config, model, target
 
 
+def _best_or_last(value: str) -> str:
+    if value not in ("best", "last"):
+        raise typer.BadParameter(f"{value!r}: use best or last")
+    return value
+
+
+CheckpointOption = Annotated[str, typer.Option(
+    callback=_best_or_last, help="Which checkpoint of the run: best (lowest test loss) or last.")]
+
+
 def friendly_errors(command):
-    """The tool's own errors become one red line and their exit code (2 usage, 1 runtime,
-    130 interrupted); `--debug` or VAE_DEBUG=1 shows the traceback instead."""
+    """The tool's own errors and the operating system's (read-only, full disk, permission,
+    ...) become one red line and an exit code (2 usage, 1 runtime, 130 interrupted);
+    `--debug` or VAE_DEBUG=1 shows the traceback as well."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except VaeError as error:
-            if DEBUG["on"]:
-                traceback.print_exc()
-            err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-            raise typer.Exit(error.exit_code) from None
+            fail(str(error), error.exit_code)
+        except OSError as error:
+            fail(files.explain(error), 1)
         except KeyboardInterrupt:
-            if DEBUG["on"]:
-                traceback.print_exc()
-            err_console.print("[red]interrupted[/]")
-            raise typer.Exit(130) from None
+            fail("interrupted", 130)
     return wrapper
+
+
+def fail(message: str, exit_code: int):
+    if DEBUG["on"]:
+        traceback.print_exc()
+    print_error(message)
+    raise typer.Exit(exit_code) from None
 
 
 def show_version(value: bool) -> None:
@@ -103,18 +153,23 @@ def train(
         source, origin = catalog.resolve(config) if config is not None else (None, "the built-in defaults")
         run_config = config_module.load(source, overrides)
         origin = f"resolved from {origin}"
-    from . import distributed, runs, training
+    from . import device as device_module
+    from . import distributed, resources, runs, training
     if resume is not None:
         path = resume / "checkpoints" / "last.pt"
         checkpoint = runs.load_checkpoint(path)
         # Anything but the length of the run and the device would make the resumed run a different one.
         run_config = config_module.with_overrides(runs.config_of(checkpoint, path).to_dict(), overrides,
                                                   f"--resume {resume}", allowed={"train.epochs", "train.device"})
+        if finished(resume, checkpoint, run_config.train.epochs):
+            return
         origin = f"resumed from {path}"
     else:
         checkpoint = None
     if overrides:
         origin += " with --set " + " --set ".join(overrides)
+    # A wrong device or a run too large for memory fails before a run folder exists.
+    resources.check_training(run_config, device_module.choose(run_config.train.device))
     world = distributed.start(run_config.train.device)
     console.quiet = not world.is_main  # under torchrun, rank 0 speaks for all
     try:
@@ -124,37 +179,56 @@ def train(
         else:
             run_dir = Path(world.broadcast(str(runs.new_run_dir(run_config, name)) if world.is_main else None))
             console.print(f"run directory: {run_dir}")
-        if world.is_main:
-            config_module.save(run_config, run_dir / "config.yaml", origin)
         try:
+            if world.is_main:
+                files.check_writable(run_dir / "checkpoints")
+                if checkpoint is None:
+                    resources.check_disk(run_config, run_dir, shutil.disk_usage(run_dir).free)
+                config_module.save(run_config, run_dir / "config.yaml", origin)
             training.train(run_config, run_dir, resume=checkpoint, world=world)
-        finally:
-            if world.is_main and (run_dir / "checkpoints" / "last.pt").exists():
-                runs.mark_latest(run_dir)
-            elif world.is_main and checkpoint is None:
-                runs.discard_run(run_dir)
+        except BaseException:
+            if world.is_main:
+                runs.settle_failed_run(run_dir, new=checkpoint is None)
+            raise
+        if world.is_main:
+            runs.mark_latest(run_dir)
     finally:
         distributed.stop(world)
     console.print(f"done: {run_dir}  (checkpoints, metrics.jsonl, pictures)")
+
+
+def finished(run_dir: Path, checkpoint: dict, epochs: int) -> bool:
+    """Whether a run to resume has already trained `epochs` epochs (then say so and how to
+    extend it); fewer epochs than it has trained is an error."""
+    done = checkpoint["epoch"]
+    if checkpoint["step"] != 0 or done < epochs:
+        return False
+    extend = f"vae train --resume {run_dir} --set train.epochs=N with N > {done}"
+    if epochs < done:
+        raise UsageError(f"--set train.epochs={epochs}: {run_dir} has already trained {done} epochs; "
+                         f"to extend it: {extend}")
+    console.print(f"{run_dir} is complete ({done} of {done} epochs); to train it further: {extend}", soft_wrap=True)
+    return True
 
 
 @app.command()
 @friendly_errors
 def sample(
     run: RunOption = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of images.")] = 64,
-    temperature: Annotated[float, typer.Option(min=0.0, help="Scale of the codes (1 = the prior).")] = 1.0,
-    seed: Annotated[int, typer.Option(min=0, help="Seed for the codes.")] = 0,
+    n: Annotated[int, typer.Option("--n", min=1, max=10_000, help="Number of images.")] = 64,
+    temperature: Annotated[float, typer.Option(min=0.0, max=100.0, help="Scale of the codes (1 = the prior).")] = 1.0,
+    seed: Annotated[int, typer.Option(min=0, max=config_module.SEED_MAX, help="Seed for the codes.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="PNG to write (default: in the run folder).")] = None,
     individual: Annotated[bool, typer.Option(help="Also write each image as its own PNG.")] = False,
     device: DeviceOption = "auto",
+    checkpoint: CheckpointOption = "best",
 ):
     """Decode random codes of a trained model into a grid of new images."""
-    run_dir, _, model, _ = load_run(run, device)
-    from . import latent
+    from . import latent, runs
     from .images import save_grid
+    out = files.check_can_write(out or runs.resolve_run(run) / f"sample_n{n}_seed{seed}_t{temperature:g}.png")
+    run_dir, _, model, _ = load_run(run, device, checkpoint)
     images = latent.sample_images(model, n, seed, temperature)
-    out = out or run_dir / f"sample_n{n}_seed{seed}_t{temperature:g}.png"
     console.print(f"wrote {save_grid(images, out)}")
     if individual:
         folder = out.with_suffix("")
@@ -168,7 +242,7 @@ def sample(
 def moon(
     phase: Annotated[float, typer.Argument(min=0.0, max=1.0, help="Lit fraction: 0 new, 0.5 half, 1 full.")],
     out: Annotated[Path, typer.Argument(help="PNG to write, e.g. full.png.")],
-    size: Annotated[int, typer.Option(min=8, help="Image size in pixels.")] = 28,
+    size: Annotated[int, typer.Option(min=8, max=1024, help="Image size in pixels.")] = 28,
     photo: Annotated[bool, typer.Option(help="Draw a photo-like moon (texture, sky, stars, random framing) as in the default training data, instead of a clean centred disk.")] = False,
     lit_from: Annotated[str, typer.Option(help="photo: right (waxing) or left (waning).")] = "right",
     seed: Annotated[int, typer.Option(min=0, help="photo: seed for the camera's randomness.")] = 0,
@@ -181,6 +255,7 @@ def moon(
 
     from . import moons
     from .images import save_grid
+    files.check_can_write(out)
     if photo:
         image = moons.photo_sample(1, size, seed, phase=torch.tensor([phase]),
                                    lit_from_left=torch.tensor([lit_from == "left"]))[0]
@@ -199,12 +274,13 @@ def interpolate(
     a: Annotated[str, typer.Argument(help="First image file, or a dataset image such as test:7.")],
     b: Annotated[str, typer.Argument(help="Second image file, or a dataset image such as test:3.")],
     run: RunOption = None,
-    steps: Annotated[int, typer.Option(min=2, help="Decoded images from A to B, both ends included; an odd number includes the exact midpoint.")] = 11,
+    steps: Annotated[int, typer.Option(min=2, max=1000, help="Decoded images from A to B, both ends included; an odd number includes the exact midpoint.")] = 11,
     method: Annotated[str, typer.Option(help="slerp (spherical: keeps the code norm typical of the prior; blends better, see the README) or linear.")] = "slerp",
     out: Annotated[Optional[Path], typer.Option(help="PNG to write (default: a new name in the run folder).")] = None,
     gif: Annotated[bool, typer.Option(help="Also write an animated GIF going back and forth.")] = False,
     device: DeviceOption = "auto",
     individual: Annotated[bool, typer.Option(help="Also write each decoded frame as its own PNG, named by its t.")] = False,
+    checkpoint: CheckpointOption = "best",
 ):
     """Blend two images through the latent space: encode both, walk between the codes, decode.
 
@@ -213,7 +289,7 @@ def interpolate(
     from what the model was trained on."""
     if method not in INTERPOLATIONS:
         raise UsageError(f"--method {method!r}: use one of {', '.join(INTERPOLATIONS)}")
-    run_dir, run_config, model, target = load_run(run, device)
+    run_dir, run_config, model, target = load_run(run, device, checkpoint)
     import torch
 
     from . import data as data_module
@@ -230,6 +306,7 @@ def interpolate(
         out = runs.unused_path(run_dir / f"interpolate_{_slug(a)}_{_slug(b)}_{method}_{steps}steps.png")
     elif out.exists():
         warn(f"{out} exists and is replaced, as --out asked")
+    files.check_can_write(out)
     console.print(f"wrote {save_grid(torch.cat([image_a[None], path, image_b[None]]), out, columns=steps + 2)}")
     if gif:
         console.print(f"wrote {save_gif(path, out.with_suffix('.gif'))}")
@@ -249,18 +326,18 @@ def _slug(reference: str) -> str:
 def evaluate(
     run: RunOption = None,
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
-    k: Annotated[int, typer.Option("--k", min=1, help="Importance samples per image for the NLL.")] = 1000,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 100,
-    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
-    seed: Annotated[int, typer.Option(min=0, help="Seed for the importance samples (the same seed gives the same numbers).")] = 0,
+    k: Annotated[int, typer.Option("--k", min=1, max=1_000_000, help="Importance samples per image for the NLL.")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Images per batch.")] = 100,
+    checkpoint: CheckpointOption = "best",
+    seed: Annotated[int, typer.Option(min=0, max=config_module.SEED_MAX, help="Seed for the importance samples (the same seed gives the same numbers).")] = 0,
     device: DeviceOption = "auto",
 ):
     """Measure a trained model: -ELBO, importance-weighted NLL, bits/dim, active units.
 
     Writes eval.json into the run folder."""
-    if split not in ("train", "test") or checkpoint not in ("best", "last"):
-        raise UsageError("--split must be train or test, and --checkpoint best or last")
-    run_dir, run_config, model, target = load_run(run, device, checkpoint)
+    if split not in ("train", "test"):
+        raise UsageError(f"--split {split!r}: use train or test")
+    run_dir, run_config, model, target = load_run(run, device, checkpoint, writes="eval.json")
     import torch
     from rich.progress import Progress
 
@@ -280,7 +357,7 @@ def evaluate(
     else:
         report["note"] = (f"-ELBO, NLL and bits/dim are undefined for kind={run_config.model.kind}: "
                           f"a deterministic code defines no density over images")
-    runs.atomic_write_text(run_dir / "eval.json", json.dumps(report, indent=2) + "\n")
+    files.write_text(run_dir / "eval.json", json.dumps(report, indent=2) + "\n")
     console.print(evaluation_table(report))
     if "note" in report:
         console.print(report["note"])
@@ -312,6 +389,7 @@ def compare(
     images: Annotated[int, typer.Option(min=2, help="Test images the numbers are measured on.")] = 1000,
     pair: Annotated[tuple[int, int], typer.Option(help="Test images to interpolate between.")] = (0, 1),
     device: DeviceOption = "auto",
+    checkpoint: CheckpointOption = "best",
 ):
     """Put finished runs side by side on the same test images and random codes.
 
@@ -320,7 +398,8 @@ def compare(
     config_module.check_device(device, "--device")
     from . import compare as compare_module
     from . import device as device_module
-    rows = compare_module.compare(run_dirs, out, k, images, pair, device_module.choose(device))
+    files.check_can_write(out)
+    rows = compare_module.compare(run_dirs, out, k, images, pair, device_module.choose(device), checkpoint)
     table = Table(title=f"first {images} test images, per image; -ELBO and NLL in nats, "
                         f"undefined (-) for deterministic codes", title_justify="left")
     columns = [("run", "run", "{}"), ("kind", "kind", "{}"), ("latent", "latent_dim", "{}"),
@@ -342,12 +421,13 @@ def plot(
     run: RunOption = None,
     image: Annotated[int, typer.Option(min=0, help="Test image whose code the traversals start from.")] = 0,
     device: DeviceOption = "auto",
+    checkpoint: CheckpointOption = "best",
 ):
     """Draw the latent space into the run folder.
 
     Traversals for any code size; for 2-D codes also the decoded manifold and a scatter of
     the test set's codes coloured by label."""
-    run_dir, run_config, model, target = load_run(run, device)
+    run_dir, run_config, model, target = load_run(run, device, checkpoint, writes=".")
     from . import plots
     for path in plots.plot_run(run_dir, run_config, model, image, target):
         console.print(f"wrote {path}")

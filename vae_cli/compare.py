@@ -13,8 +13,8 @@ SHOWN = 10
 SAMPLE_SEED = 0
 
 
-def load_runs(run_dirs: list[Path], device="cpu"):
-    loaded = [(run_dir, *runs.load_model(run_dir, device=device)[:2]) for run_dir in run_dirs]
+def load_runs(run_dirs: list[Path], device="cpu", checkpoint: str = "best"):
+    loaded = [(run_dir, *runs.load_model(run_dir, checkpoint, device=device)[:2]) for run_dir in run_dirs]
     shapes = {(c.data.name, c.data.image_size, c.data.channels) for _, c, _ in loaded}
     if len(shapes) > 1:
         raise UsageError(f"these runs use different data ({', '.join(sorted(map(str, shapes)))}): "
@@ -24,10 +24,10 @@ def load_runs(run_dirs: list[Path], device="cpu"):
 
 @torch.inference_mode()
 def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[int, int],
-            device="cpu") -> list[dict]:
+            device="cpu", checkpoint: str = "best") -> list[dict]:
     """One row of numbers per run and one picture: per run, reconstructions of the same test
     images, samples decoded from the same noise, and the same pair of images interpolated."""
-    loaded = load_runs(run_dirs, device)
+    loaded = load_runs(run_dirs, device, checkpoint)
     test = data_module.load(loaded[0][1].data, device).test
     measured = test[:n_images]
     a, b = (data_module.image_at(test, index, "test", f"--pair {pair[0]} {pair[1]}") for index in pair)

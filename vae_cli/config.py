@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from . import files
 from .errors import UsageError
 
 
@@ -27,11 +28,15 @@ class ConfigError(UsageError):
     """A config file or `--set` override that cannot become a valid Config."""
 
 
+SEED_MAX = 2**32 - 1  # seeds become torch generator seeds, combined with the epoch
+
+
 def option(default, help: str, choices: tuple | None = None, minimum: float | None = None,
-           above: float | None = None, kinds: tuple[str, ...] | None = None):
+           above: float | None = None, kinds: tuple[str, ...] | None = None, maximum: float | None = None):
     """A config field: its default, a help line, and the rules the checker enforces; `kinds`
     limits a model key to the model kinds that use it (None: every kind)."""
-    rules = {"help": help, "choices": choices, "minimum": minimum, "above": above, "kinds": kinds}
+    rules = {"help": help, "choices": choices, "minimum": minimum, "above": above, "kinds": kinds,
+             "maximum": maximum}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=rules)
     return field(default=default, metadata=rules)
@@ -42,7 +47,7 @@ class DataConfig:
     name: str = option("moons", "dataset", choices=("moons", "mnist", "fashion-mnist", "folder"))
     root: str | None = option(None, "folder holding MNIST/ and FashionMNIST/ (else $VAE_DATA, else ./data)")
     path: str | None = option(None, "image folder for name=folder")
-    image_size: int = option(28, "images are resized to image_size x image_size", minimum=8)
+    image_size: int = option(28, "images are resized to image_size x image_size", minimum=8, maximum=1024)
     channels: int = option(1, "1 = grayscale, 3 = RGB", choices=(1, 3))
     binarize: str = option("none", "none | static (once) | dynamic (every batch)",
                            choices=("none", "static", "dynamic"))
@@ -79,7 +84,7 @@ class ModelConfig:
                                kinds=NETWORK_KINDS)
     activation: str = option("relu", "nonlinearity between layers", choices=("relu", "tanh", "elu", "silu"),
                              kinds=NETWORK_KINDS)
-    latent_dim: int = option(4, "size of the code", minimum=1)
+    latent_dim: int = option(4, "size of the code", minimum=1, maximum=4096)
     likelihood: str = option("bernoulli", "decoder distribution over pixels",
                              choices=("bernoulli", "gaussian"), kinds=NETWORK_KINDS)
     gaussian_scale: float = option(0.1, "gaussian: pixel noise standard deviation (initial value if learned)",
@@ -103,8 +108,9 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = option(20, "passes over the training set", minimum=1)
-    batch_size: int = option(128, "images per optimizer step (the global batch under torchrun)", minimum=1)
+    epochs: int = option(20, "passes over the training set", minimum=1, maximum=1_000_000)
+    batch_size: int = option(128, "images per optimizer step (the global batch under torchrun)", minimum=1,
+                             maximum=1_000_000)
     lr: float = option(1e-3, "Adam learning rate (at the start of the schedule)", above=0.0)
     lr_schedule: str = option("constant", "constant | cosine (to 0 at the last step) | step (times lr_gamma "
                                           "every lr_step_epochs)", choices=("constant", "cosine", "step"))
@@ -112,14 +118,14 @@ class TrainConfig:
     lr_gamma: float = option(0.1, "step: factor per decay", above=0.0)
     adam_eps: float = option(1e-8, "Adam's eps (added to the root of the second moment)", above=0.0)
     clip_grad_norm: float = option(0.0, "clip the gradient's global L2 norm to this (0 = no clipping)", minimum=0.0)
-    seed: int = option(0, "seed for data order, noise, initialisation and pictures", minimum=0)
+    seed: int = option(0, "seed for data order, noise, initialisation and pictures", minimum=0, maximum=SEED_MAX)
     device: str = option("auto", "auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps")
     precision: str = option("fp32", "fp32, or autocast to bf16 (CPU or GPU) or fp16 (GPU, with a gradient scaler)",
                             choices=("fp32", "bf16", "fp16"))
     compile: bool = option(False, "torch.compile the model")
     cuda_graph: bool = option(False, "replay each training step as one CUDA graph (CUDA only, fp32 or bf16, "
                                      "one process): several times faster for small models")
-    threads: int = option(0, "CPU threads (0 = one per physical core)", minimum=0)
+    threads: int = option(0, "CPU threads (0 = one per physical core)", minimum=0, maximum=1024)
 
 
 @dataclass
@@ -172,6 +178,8 @@ def _describe(f: dataclasses.Field, tp) -> str:
     if rules["choices"]:
         return "one of " + ", ".join(str(c) for c in rules["choices"])
     kind = _type_name(tp)
+    if rules["minimum"] is not None and rules["maximum"] is not None:
+        return f"{kind} from {rules['minimum']:g} to {rules['maximum']:d}"
     if rules["minimum"] is not None:
         return f"{kind} >= {rules['minimum']:g}"
     if rules["above"] is not None:
@@ -226,6 +234,7 @@ def _checked(f: dataclasses.Field, tp, value, key: str, source: str):
     bad = ((rules["choices"] and value not in rules["choices"])
            or (rules["minimum"] is not None and value < rules["minimum"])
            or (rules["above"] is not None and not value > rules["above"])
+           or (rules["maximum"] is not None and value > rules["maximum"])
            or (isinstance(value, float) and not math.isfinite(value)))
     if bad:
         raise ConfigError(f"{source}: {key} must be {_describe(f, tp)}, got {value!r}")
@@ -381,4 +390,4 @@ def load(path: Path | None = None, overrides: list[str] = ()) -> Config:
 def save(config: Config, path: Path, origin: str | None = None) -> None:
     """The resolved config as YAML; `origin`, if given, becomes a leading comment saying where it came from."""
     header = f"# {origin}\n" if origin else ""
-    path.write_text(header + yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    files.write_text(path, header + yaml.safe_dump(config.to_dict(), sort_keys=False))

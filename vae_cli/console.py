@@ -1,10 +1,19 @@
-"""Where the tool talks to the user: results on stdout, warnings and errors on stderr."""
+"""Where the tool talks to the user: results on stdout, warnings and errors on stderr.
+
+Markup and emoji codes are off: the tool prints user text (paths, names, `test:-1`) and
+must print it literally. Styles are given as Text parts instead."""
 
 from rich.console import Console
+from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(markup=False, emoji=False)
+err_console = Console(stderr=True, markup=False, emoji=False, highlight=False)
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    err_console.print(Text.assemble(("warning: ", "yellow"), message), soft_wrap=True)
+
+
+def error(message: str) -> None:
+    """One line on stderr, however long (soft_wrap: no folding at the terminal's width)."""
+    err_console.print(Text.assemble(("error: ", "red"), message), soft_wrap=True)

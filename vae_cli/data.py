@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from rich.markup import escape
 from rich.progress import track
 from torchvision import datasets
 
@@ -132,7 +133,7 @@ def _load_folder(config: DataConfig):
     # PIL releases the GIL while decoding, so threads decode a large folder on every core.
     with ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
         decoded = list(track(pool.map(partial(_read_or_none, channels=config.channels, size=config.image_size, crop=config.framing), files),
-                             total=len(files), description=f"decoding {root}", console=err_console,
+                             total=len(files), description=escape(f"decoding {root}"), console=err_console,
                              transient=True, disable=len(files) < 1000))
     images = [image for image in decoded if image is not None]
     labels = [class_names.index(path.parent.relative_to(root).as_posix())

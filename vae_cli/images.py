@@ -2,6 +2,7 @@
 strips and GIFs. Every file is written to a temporary name first and renamed, so a crash
 never leaves half a PNG behind."""
 
+import io
 import math
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from torchvision.utils import make_grid
 
 from .errors import VaeError
-from .runs import replaced_atomically
+from .files import write_bytes
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 PIL_MODES = {1: "L", 3: "RGB"}
@@ -146,8 +147,9 @@ def _atomic_save(image: Image.Image, path: Path, **options) -> None:
     image_format = Image.registered_extensions().get(path.suffix.lower())
     if image_format is None:
         raise VaeError(f"{path}: unknown image type '{path.suffix}': use a .png (or .gif) file name")
-    with replaced_atomically(path) as temporary:
-        image.save(temporary, format=image_format, **options)
+    encoded = io.BytesIO()
+    image.save(encoded, format=image_format, **options)
+    write_bytes(path, encoded.getbuffer())
 
 
 def to_pil(images: torch.Tensor, columns: int, padding: int = 2) -> Image.Image:

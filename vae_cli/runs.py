@@ -11,10 +11,11 @@ Checkpoints hold only tensors and plain data and are read with weights_only=True
 checkpoint handed over by someone else cannot run code.
 """
 
+import io
 import json
 import os
-from contextlib import contextmanager
 import pickle
+import re
 import shutil
 import zipfile
 from datetime import datetime
@@ -23,11 +24,15 @@ from pathlib import Path
 import torch
 
 from . import config as config_module
-from . import models
+from . import files, models
 from .config import Config, ConfigError
 from .errors import UsageError, VaeError
 
 LATEST = "latest"
+# One rule for run names: safe as a folder on every file system and in a shell, never hidden.
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+RUN_NAME_RULE = ("a run name is 1 to 64 letters, digits, - and _, starting with a letter or digit "
+                 f"(and not '{LATEST}')")
 CHECKPOINT_FORMAT = "vae-cli/1"
 
 
@@ -39,8 +44,8 @@ def new_run_dir(config: Config, name: str | None) -> Path:
     """A fresh run directory; an existing run is never reused or overwritten."""
     root = runs_root()
     if name is not None:
-        if not name or "/" in name or name in (".", "..", LATEST):
-            raise UsageError(f"--name {name!r} is not a usable folder name: use letters, digits, - and _")
+        if not RUN_NAME.fullmatch(name) or name == LATEST:
+            raise UsageError(f"--name {name!r}: {RUN_NAME_RULE}")
         run_dir = root / name
         if run_dir.exists():
             raise UsageError(f"run {run_dir} already exists: choose another --name, "
@@ -52,7 +57,7 @@ def new_run_dir(config: Config, name: str | None) -> Path:
         while run_dir.exists():
             n += 1
             run_dir = root / f"{base}-{n}"
-    (run_dir / "checkpoints").mkdir(parents=True)
+    files.make_folder(run_dir / "checkpoints")
     return run_dir
 
 
@@ -66,10 +71,22 @@ def discard_run(run_dir: Path) -> None:
         pass  # not empty: other runs live there
 
 
+def settle_failed_run(run_dir: Path, new: bool) -> None:
+    """After training failed: a run with a checkpoint stays and becomes runs/latest (if the
+    disk still allows it), a new run without one is removed."""
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        try:
+            mark_latest(run_dir)
+        except files.FileFault:
+            pass  # the failure that stopped training is the one to report
+    elif new:
+        discard_run(run_dir)
+
+
 def mark_latest(run_dir: Path) -> None:
     """runs/latest is a one-line file naming the newest run (a file, not a symlink, so it
     works on every file system)."""
-    atomic_write_text(runs_root() / LATEST, run_dir.name + "\n")
+    files.write_text(runs_root() / LATEST, run_dir.name + "\n")
 
 
 def resolve_run(run: Path | None) -> Path:
@@ -86,27 +103,6 @@ def resolve_run(run: Path | None) -> Path:
     return run
 
 
-@contextmanager
-def replaced_atomically(path: Path, durable: bool = False):
-    """Yield a temporary path beside `path` to write; on success rename it over `path`, so
-    readers see the old file or the new one, never half of one. On failure the temporary
-    file is removed. `durable` also fsyncs the folder after the rename (the writer fsyncs
-    the file itself), so even a power cut keeps one complete version."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    if durable:
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-
 def unused_path(path: Path) -> Path:
     """`path`, or the first of path_2, path_3, ... (same suffix) that does not exist yet, so a
     new result never silently replaces an earlier one."""
@@ -117,23 +113,22 @@ def unused_path(path: Path) -> Path:
     return candidate
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    with replaced_atomically(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
-
-
 def save_checkpoint(payload: dict, path: Path) -> None:
     """Write to a temporary file in the same folder, fsync, then rename: a crash or kill -9
     at any moment leaves either the old checkpoint or the new one, never half of one."""
-    with replaced_atomically(path, durable=True) as temporary, open(temporary, "wb") as handle:
-        torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+    # Serialized in memory first: torch.save writing to a full disk itself reports an
+    # unrelated RuntimeError, while files.write_bytes names the path and the fix.
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **payload}, buffer)
+    files.write_bytes(path, buffer.getbuffer(), durable=True)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     if not path.is_file():
         raise VaeError(f"no checkpoint at {path}: train the run first, or pass another --run")
+    if not zipfile.is_zipfile(path):
+        raise VaeError(f"{path} is not a checkpoint (not a torch.save archive): it is truncated or "
+                       f"another file; use the run's other checkpoint (--checkpoint best or last)")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
@@ -141,7 +136,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
                        f"unread (it could run code). Only use checkpoints written by vae-cli") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
         raise VaeError(f"{path} is not a readable checkpoint ({type(error).__name__}): "
-                       f"it may be truncated; use the run's other checkpoint") from None
+                       f"it may be truncated; use the run's other checkpoint (--checkpoint best or last)") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise VaeError(f"{path} is not a vae-cli checkpoint: pass one from a run directory")
     return checkpoint
@@ -171,8 +166,7 @@ def load_model(run_dir: Path, which: str = "best", device="cpu"):
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:
-    with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+    files.append_line(run_dir / "metrics.jsonl", json.dumps(record))
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -186,7 +180,7 @@ def truncate_metrics(run_dir: Path, epochs: int) -> None:
     """Keep the first `epochs` lines: a run resumed from a checkpoint older than the newest
     metrics line (killed between the two writes) must not log an epoch twice."""
     records = read_metrics(run_dir)[:epochs]
-    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    files.write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
 
 
 def summary(run_dir: Path) -> dict:
