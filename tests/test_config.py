@@ -37,7 +37,7 @@ def test_overrides_apply_and_parse_yaml_values():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("model:\n  latent_dim: 0\n", "model.latent_dim must be an integer >= 1, got 0"),
+    ("model:\n  latent_dim: 0\n", "model.latent_dim must be an integer from 1 to 4096, got 0"),
     ("train:\n  lr: -0.1\n", "train.lr must be a number > 0, got -0.1"),
     ("train:\n  epochs: three\n", "train.epochs must be an integer >= 1, got 'three'"),
     ("model:\n  latnt_dim: 3\n", "unknown key 'model.latnt_dim' (did you mean 'model.latent_dim'?)"),

@@ -28,7 +28,7 @@ def assert_clean_failure(result, code, message):
     ("model: [1\n", "not valid YAML"),
     ("just a string\n", "a config must be a mapping"),
     ("model:\n  latnt_dim: 2\n", "did you mean 'model.latent_dim'"),
-    ("model:\n  latent_dim: two\n", "model.latent_dim must be an integer >= 1, got 'two'"),
+    ("model:\n  latent_dim: two\n", "model.latent_dim must be an integer from 1 to 4096, got 'two'"),
     ("train:\n  lr: -1\n", "train.lr must be a number > 0"),
 ])
 def test_bad_config_files(vae, runs_dir, tmp_path, text, message):

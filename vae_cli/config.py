@@ -108,7 +108,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = option(20, "passes over the training set", minimum=1, maximum=1_000_000)
+    epochs: int = option(20, "passes over the training set", minimum=1)
     batch_size: int = option(128, "images per optimizer step (the global batch under torchrun)", minimum=1,
                              maximum=1_000_000)
     lr: float = option(1e-3, "Adam learning rate (at the start of the schedule)", above=0.0)
