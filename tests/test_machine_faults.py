@@ -283,3 +283,16 @@ app(["train", "--resume", {str(trained)!r}, "--set", "train.epochs=2"])
     assert vae("train", "--resume", trained, "--set", "train.epochs=2").exit_code == 0
     assert runs.load_checkpoint(last)["epoch"] == 2
     assert not temporary.exists()  # the next write took the stale temporary's place
+
+
+@needs_mount
+def test_mnist_gz_files_on_a_read_only_copy(tmp_path, mnist_root):
+    copy = tmp_path / "ro" / "MNIST" / "raw"
+    copy.mkdir(parents=True)
+    for gz in (Path(mnist_root) / "MNIST" / "raw").glob("*.gz"):
+        shutil.copy(gz, copy)
+    done = run_in_mount(tmp_path, f"mount --bind {tmp_path / 'ro'} {tmp_path / 'ro'} && "
+                                  f"mount -o remount,ro,bind {tmp_path / 'ro'} && VAE_DATA={tmp_path / 'ro'} VAE_RUNS={tmp_path / 'runs'} "
+                                  f"$PY -m vae_cli train --set data.name=mnist; echo rc=$?")
+    assert "rc=1" in done.stdout, done.stdout + done.stderr
+    assert_one_line(done.stderr, "is read-only and the .gz files there need unpacking")

@@ -192,7 +192,7 @@ def test_signal_mid_epoch_saves_and_resume_finishes_identically(runs_dir, sig):
 
     interrupted = vae_process(runs_dir, "train", *longer, "--name", "cut")
     deadline = time.time() + 120
-    while not (runs_dir / "cut" / "metrics.jsonl").exists() and time.time() < deadline:
+    while not (runs_dir / "cut" / "checkpoints" / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.1)  # inside epoch 2 (1024 steps, about a second)
     interrupted.send_signal(sig)

@@ -2,10 +2,17 @@
 estimate before allocating, warnings for settings that cannot help, Typer's usage errors in
 one line, user text printed literally, and resuming a finished run."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from conftest import TINY_MOONS
-from test_machine_faults import assert_one_line_error, snapshot
+from test_machine_faults import REPO, assert_one_line_error, snapshot
 
 TINY = [a for o in TINY_MOONS for a in ("--set", o)]
 
@@ -63,3 +70,35 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(vae, runs_dir):
     assert_one_line_error(vae("train", "--resume", runs_dir / "done", "--set", "train.epochs=1"), 2,
                           "has already trained 2 epochs")
     assert snapshot(runs_dir) == before  # config.yaml still says epochs: 2
+
+
+def test_a_folder_or_a_file_where_the_other_is_expected(vae, runs_dir, tmp_path):
+    vae("train", *TINY, "--set", "train.epochs=1", "--name", "ok")
+    assert_one_line_error(vae("interpolate", tmp_path, "a.png", "--run", runs_dir / "ok"), 1,
+                          "a folder, not an image file")
+    (tmp_path / "passwd").write_text("root:x:0:0\n")
+    assert_one_line_error(vae("sample", "--run", tmp_path / "passwd"), 1, "is a file, not a run directory")
+
+
+def test_a_missing_dataset_creates_no_folders(vae, runs_dir, tmp_path):
+    (tmp_path / "datasets").mkdir()
+    assert_one_line_error(vae("train", "--set", "data.name=mnist", "--set", f"data.root={tmp_path / 'datasets'}"),
+                          1, "put the four *-ubyte.gz files there")
+    (tmp_path / "datasets" / "MNIST" / "raw").mkdir(parents=True)
+    too_deep = tmp_path / "datasets" / "MNIST"
+    assert_one_line_error(vae("train", "--set", "data.name=mnist", "--set", f"data.root={too_deep}"),
+                          1, f"the root is one level too deep: use {tmp_path / 'datasets'}")
+    assert [p.relative_to(tmp_path) for p in sorted((tmp_path / "datasets").rglob("*"))] == [
+        Path("datasets/MNIST"), Path("datasets/MNIST/raw")]
+    assert not Path("data").exists() and not runs_dir.exists()  # torchvision's default root
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VAE_RUNS": str(tmp_path / "runs")}
+    child = subprocess.Popen([sys.executable, "-m", "vae_cli", "train", *TINY, "--name", "x"], cwd=tmp_path,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # importing torch or loading data
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 130, stderr
+    assert len(stderr.splitlines()) == 1 and "Traceback" not in stderr, stderr

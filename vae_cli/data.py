@@ -6,6 +6,7 @@ sources (MNIST, image folders) keep their training split as uint8, a quarter of 
 and each batch becomes float in [0, 1] when it is taken.
 """
 
+import errno
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -99,19 +100,25 @@ def _load_moons(config: DataConfig):
 def _torchvision_loader(dataset_class, folder: str):
     def load(config: DataConfig):
         root = data_root(config)
+        missing = (f"{folder} is not under {root / folder / 'raw'}: put the four *-ubyte.gz files "
+                   f"there, or set data.root or VAE_DATA to the folder holding {folder}/raw")
+        if not (root / folder / "raw").is_dir():
+            # Checked here, before torchvision would create empty folders (or {folder}/{folder}
+            # when the root is one level too deep) on its way to a download.
+            hint = f" (the root is one level too deep: use {root.parent})" if (root / "raw").is_dir() else ""
+            raise VaeError(missing + hint)
         splits = []
         for train in (True, False):
             try:
                 dataset = dataset_class(root, train=train, download=True)
-            except PermissionError:
-                raise VaeError(f"{root / folder / 'raw'} is read-only and the .gz files there need "
-                               f"unpacking: copy the folder somewhere writable and point data.root "
-                               f"or VAE_DATA at the copy") from None
-            except (RuntimeError, OSError) as error:
-                raise VaeError(f"{folder} is not under {root / folder / 'raw'} and could not be "
-                               f"downloaded ({type(error).__name__}): put the four "
-                               f"*-ubyte.gz files there, or set data.root or VAE_DATA to the folder "
-                               f"holding {folder}/raw") from None
+            except OSError as error:
+                if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise VaeError(f"{root / folder / 'raw'} is read-only and the .gz files there need "
+                                   f"unpacking: copy the folder somewhere writable and point data.root "
+                                   f"or VAE_DATA at the copy") from None
+                raise VaeError(f"{missing} ({error.strerror or type(error).__name__})") from None
+            except RuntimeError:  # torchvision found files missing and could not download them
+                raise VaeError(missing) from None
             splits += [dataset.data.unsqueeze(1), dataset.targets.clone()]
         return tuple(splits)
     return load

@@ -31,7 +31,8 @@ def open_image(path: Path, channels: int) -> tuple[Image.Image, str, list[str]]:
     its first frame; transparent pixels are composited onto black."""
     path = Path(path)
     if not path.is_file():
-        raise VaeError(f"{path}: no such file: check the path")
+        problem = "a folder, not an image file" if path.is_dir() else "no such file"
+        raise VaeError(f"{path}: {problem}: check the path")
     notes = []
     try:
         with Image.open(path) as image:

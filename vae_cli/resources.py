@@ -30,7 +30,7 @@ def estimate(config: Config, n_train: int | None = None, n_test: int | None = No
     n_train, n_test = DATASET_SIZES.get(data.name, (n_train or data.train_size, n_test or data.test_size))
     pixels = data.channels * data.image_size ** 2
     with torch.device("meta"):
-        model = models.build(config)
+        model = models.build(config).eval()  # eval: the estimate is no training step
     parameters = sum(p.numel() for p in model.parameters())
     batch = min(train.batch_size, n_train)
     outputs = []

@@ -98,6 +98,8 @@ def resolve_run(run: Path | None) -> Path:
                            f"$VAE_RUNS, else ./runs): train one with `vae train`, or point "
                            f"`vae --runs-dir DIR` or --run RUN_DIR at an existing one")
         run = runs_root() / pointer.read_text(encoding="utf-8").strip()
+    if run.exists() and not run.is_dir():
+        raise VaeError(f"{run} is a file, not a run directory: pass a folder made by `vae train`")
     if not run.is_dir():
         raise VaeError(f"run directory {run} does not exist: pass a folder made by `vae train`")
     return run
