@@ -35,6 +35,10 @@ PROBLEMS[errno.EDQUOT] = ("the disk quota is exceeded", PROBLEMS[errno.ENOSPC][1
 class FileFault(VaeError):
     """The operating system refused a read or write; the message says where and what to do."""
 
+    def __init__(self, message: str, error: OSError | None = None):
+        super().__init__(message)
+        self.error = error
+
 
 def explain(error: OSError, path=None, action: str = "write") -> str:
     """One line for an OSError: the path, the problem and the fix."""
@@ -60,7 +64,10 @@ def check_writable(folder: Path) -> Path:
     """Create `folder` if needed and write and remove a small file in it, so a read-only,
     full or forbidden folder is reported before any expensive work, not after it."""
     folder = make_folder(folder)
-    probe = write_bytes(folder / f".vae-write-check-{os.getpid()}", bytes(4096))
+    try:
+        probe = write_bytes(folder / f".vae-write-check-{os.getpid()}", bytes(4096))
+    except FileFault as fault:  # name the folder, not the probe
+        raise FileFault(explain(fault.error, folder), fault.error) from None
     _remove_quietly(probe)
     return folder
 
@@ -93,7 +100,7 @@ def write_bytes(path: Path, data: bytes, durable: bool = False) -> Path:
         os.replace(temporary, path)
     except OSError as error:
         _remove_quietly(temporary)
-        raise FileFault(explain(error, path)) from None
+        raise FileFault(explain(error, path), error) from None
     if durable:
         _sync_folder(path.parent)
     return path
