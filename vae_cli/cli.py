@@ -289,6 +289,8 @@ def interpolate(
     from what the model was trained on."""
     if method not in INTERPOLATIONS:
         raise UsageError(f"--method {method!r}: use one of {', '.join(INTERPOLATIONS)}")
+    from . import runs
+    files.check_writable(out.parent if out is not None else runs.resolve_run(run))  # before any work
     run_dir, run_config, model, target = load_run(run, device, checkpoint)
     import torch
 
