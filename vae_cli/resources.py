@@ -86,7 +86,7 @@ def check_training(config: Config, device: torch.device) -> None:
     cores = os.cpu_count() or 1
     if config.train.threads > cores:
         warn(f"train.threads={config.train.threads} is more than the {cores} cores here: "
-             f"the extra threads only wait; 0 picks one per core")
+             f"using {cores}, since extra threads only wait on each other; 0 picks one per core")
 
 
 def check_disk(config: Config, folder, free: int) -> None:

@@ -2,6 +2,7 @@
 exact resume, and a clean stop on Ctrl-C or SIGTERM."""
 
 import math
+import os
 import signal
 import threading
 import time
@@ -303,7 +304,8 @@ def train(config: Config, run_dir: Path, resume: dict | None = None, world: Worl
     Returns the metrics of the epochs trained by this call."""
     device = device_module.choose(config.train.device, world.local_rank if world.distributed else None)
     if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+        # More threads than cores only wait on each other at every product (resources.py warns).
+        torch.set_num_threads(min(config.train.threads, os.cpu_count() or 1))
     model, data = build(config, device)
     if model.fitted_once:
         if world.distributed or resume is not None:
