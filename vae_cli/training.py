@@ -6,7 +6,7 @@ import os
 import signal
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 import torch
@@ -22,7 +22,8 @@ from .console import console
 from .data import ImageData
 from .distributed import World
 from .errors import VaeError
-from .images import save_grid
+from .board import Board
+from .images import grid_columns, save_grid
 from .models import TERM_LABELS, Model
 
 PROGRESS_EVERY = 10  # steps between progress-bar refreshes (and host syncs on accelerators)
@@ -76,15 +77,18 @@ def restore_rng(state: dict, device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def write_pictures(model, test: torch.Tensor, run_dir: Path, epoch: int, seed: int) -> None:
+def write_pictures(model, test: torch.Tensor, run_dir: Path, epoch: int, seed: int) -> dict:
     """reconstructions_XXX.png (test inputs above their reconstructions) and samples_XXX.png
-    (the same codes every epoch, so epochs can be compared)."""
+    (the same codes every epoch, so epochs can be compared); returns both as
+    {name: (images, columns)}."""
     model.eval()
     inputs = test[:RECONSTRUCTION_COUNT]
-    save_grid(torch.cat([inputs, model.reconstruct(inputs)]), run_dir / f"reconstructions_{epoch:03d}.png",
-              columns=len(inputs))
+    pictures = {"reconstructions": (torch.cat([inputs, model.reconstruct(inputs)]), len(inputs))}
     codes = model.sample_codes(PICTURE_COUNT, generator=torch.Generator().manual_seed(seed))
-    save_grid(model.decode_image(codes), run_dir / f"samples_{epoch:03d}.png")
+    pictures["samples"] = (model.decode_image(codes), grid_columns(PICTURE_COUNT))
+    for name, (images, columns) in pictures.items():
+        save_grid(images, run_dir / f"{name}_{epoch:03d}.png", columns=columns)
+    return pictures
 
 
 def fit_once(model: Model, data: ImageData, config: Config, run_dir: Path) -> list[dict]:
@@ -232,7 +236,11 @@ class Trainer:
         flag = torch.tensor([float(stop.signal_name is not None)], device=self.device)
         return bool(self.world.sum(flag) > 0)
 
-    def run_epoch(self, progress: Progress, stop: StopRequests) -> float:
+    @property
+    def global_step(self) -> int:
+        return self.epoch * self.steps_per_epoch + self.step
+
+    def run_epoch(self, progress: Progress, stop: StopRequests, board: Board) -> float:
         """Train from the current step to the end of the epoch; returns images per second."""
         train = self.config.train
         task = progress.add_task("", total=self.steps_per_epoch, completed=self.step,
@@ -255,6 +263,7 @@ class Trainer:
                 means = self.named(self.world.sum(self.totals.clone()) / self.images_done(self.step))
                 status = "  ".join(f"{TERM_LABELS.get(name, name)} {value:.2f}" for name, value in means.items())
                 progress.update(task, completed=self.step, status=f"{status}  {rate:,.0f} img/s")
+                board.running(means["loss"], self.global_step)
             if stopping and not done:
                 self.save("last")
                 raise interrupted(stop, f"at epoch {self.epoch + 1} step {self.step}/{self.steps_per_epoch}",
@@ -266,7 +275,7 @@ class Trainer:
         """{"loss": ..., term: ...} from a tensor laid out like `totals`."""
         return dict(zip(("loss", *self.model.term_names), values.tolist()))
 
-    def end_epoch(self, images_per_s: float, seconds: float) -> dict:
+    def end_epoch(self, images_per_s: float, seconds: float, board: Board) -> dict:
         """Test loss and terms, pictures, metrics line and checkpoints for the epoch just trained.
 
         Every rank measures the test set (it is cheap) so that all ranks draw the same noise
@@ -284,8 +293,9 @@ class Trainer:
                   **{f"test_{name}": value for name, value in test.items()}, "best": is_best,
                   "seconds": round(seconds, 3), "images_per_s": round(images_per_s, 1)}
         if self.world.is_main:
-            write_pictures(self.model, self.data.test, self.run_dir, self.epoch, self.config.train.seed)
+            pictures = write_pictures(self.model, self.data.test, self.run_dir, self.epoch, self.config.train.seed)
             runs.append_metrics(self.run_dir, record)
+            board.epoch(record, self.global_step, self.optimizer.param_groups[0]["lr"], pictures)
         if is_best:
             self.save("best")
         self.save("last")
@@ -320,12 +330,13 @@ def train(config: Config, run_dir: Path, resume: dict | None = None, world: Worl
     epochs, records = config.train.epochs, []
     columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
+    board = Board(run_dir, config.to_dict(), trainer.global_step, enabled=world.is_main)
     with StopRequests() as stop, Progress(*columns, console=console, transient=True,
-                                          disable=not world.is_main) as progress:
+                                          disable=not world.is_main) as progress, closing(board):
         while trainer.epoch < epochs:
             started = time.perf_counter()
-            images_per_s = trainer.run_epoch(progress, stop)
-            record = trainer.end_epoch(images_per_s, time.perf_counter() - started)
+            images_per_s = trainer.run_epoch(progress, stop, board)
+            record = trainer.end_epoch(images_per_s, time.perf_counter() - started, board)
             records.append(record)
             console.print(epoch_line(record, epochs, model), highlight=False, soft_wrap=True)
             if trainer.stop_requested(stop) and trainer.epoch < epochs:
