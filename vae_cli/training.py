@@ -294,8 +294,8 @@ class Trainer:
                   "seconds": round(seconds, 3), "images_per_s": round(images_per_s, 1)}
         if self.world.is_main:
             pictures = write_pictures(self.model, self.data.test, self.run_dir, self.epoch, self.config.train.seed)
-            runs.append_metrics(self.run_dir, record)
             board.epoch(record, self.global_step, self.optimizer.param_groups[0]["lr"], pictures)
+            runs.append_metrics(self.run_dir, record)
         if is_best:
             self.save("best")
         self.save("last")
