@@ -148,19 +148,17 @@ def run_vae_cli(epochs: int, seed: int, device: str, overrides: list[str], confi
     from rich.progress import Progress
 
     from vae_cli import training
-    from vae_cli.board import Board
     with tempfile.TemporaryDirectory() as run_dir:
         (Path(run_dir) / "checkpoints").mkdir()
         trainer = trainer_on(device, Path(run_dir), [f"train.epochs={epochs}", f"train.seed={seed}", *overrides],
                              config_name)
         seconds, full_epoch = [], []
-        no_board = Board(Path(run_dir), {}, enabled=False)  # timed like `vae train` without tensorboard
         with training.StopRequests() as stop, Progress(disable=True) as progress:
             for _ in range(epochs):
                 start = time.perf_counter()
-                trainer.run_epoch(progress, stop, no_board)
+                trainer.run_epoch(progress, stop)  # timed like `vae train` without tensorboard
                 seconds.append(time.perf_counter() - start)
-                record = trainer.end_epoch(0.0, seconds[-1], no_board)
+                record = trainer.end_epoch(0.0, seconds[-1])
                 full_epoch.append(time.perf_counter() - start)
     return {"seconds": seconds, "full_epoch_seconds": full_epoch, "test_neg_elbo": record["test_loss"],
             "peak_mb": peak_mb(device), "images": len(trainer.data.train), "steps": trainer.steps_per_epoch}

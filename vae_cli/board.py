@@ -58,3 +58,6 @@ class Board:
     def close(self) -> None:
         if self.writer:
             self.writer.close()
+
+
+NO_BOARD = Board(Path(), {}, enabled=False)  # for callers that drive a Trainer without a run's curves

@@ -22,7 +22,7 @@ from .console import console
 from .data import ImageData
 from .distributed import World
 from .errors import VaeError
-from .board import Board
+from .board import NO_BOARD, Board
 from .images import grid_columns, save_grid
 from .models import TERM_LABELS, Model
 
@@ -240,7 +240,7 @@ class Trainer:
     def global_step(self) -> int:
         return self.epoch * self.steps_per_epoch + self.step
 
-    def run_epoch(self, progress: Progress, stop: StopRequests, board: Board) -> float:
+    def run_epoch(self, progress: Progress, stop: StopRequests, board: Board = NO_BOARD) -> float:
         """Train from the current step to the end of the epoch; returns images per second."""
         train = self.config.train
         task = progress.add_task("", total=self.steps_per_epoch, completed=self.step,
@@ -275,7 +275,7 @@ class Trainer:
         """{"loss": ..., term: ...} from a tensor laid out like `totals`."""
         return dict(zip(("loss", *self.model.term_names), values.tolist()))
 
-    def end_epoch(self, images_per_s: float, seconds: float, board: Board) -> dict:
+    def end_epoch(self, images_per_s: float, seconds: float, board: Board = NO_BOARD) -> dict:
         """Test loss and terms, pictures, metrics line and checkpoints for the epoch just trained.
 
         Every rank measures the test set (it is cheap) so that all ranks draw the same noise
