@@ -184,7 +184,7 @@ def test_a_run_trained_on_the_device_is_evaluated_sampled_and_interpolated_witho
         assert result.returncode == 0, result.stdout + result.stderr
     on_cpu = json.loads((run_dir / "eval.json").read_text())
     assert (run_dir / "sample_n16_seed0_t1.png").is_file()
-    assert (run_dir / "interpolate_test-0_test-1_linear.png").is_file()
+    assert (run_dir / "interpolate_test-0_test-1_slerp_11steps.png").is_file()
     # The reconstruction from the posterior mean involves no noise: the same weights give the
     # same error on both devices up to float rounding.
     figure("squared_error_device_minus_cpu", on_device["squared_error"] - on_cpu["squared_error"])
