@@ -38,7 +38,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" VAE_DATA="$data" PYTHONUNBUF
 export VAE_CHECK_DEVICE=$device VAE_CHECK_FIGURES="$out/figures.jsonl"
 rm -f "$VAE_CHECK_FIGURES"
 if [ "$device" = cuda ]; then
-    epochs=3 tests_limit=300 benchmark_limit=180
+    epochs=3 tests_limit=240 benchmark_limit=240
     command -v nvidia-smi >/dev/null && nvidia-smi >"$out/nvidia-smi.txt" 2>&1
 else
     epochs=1 tests_limit=3600 benchmark_limit=1800  # a shared CPU can be very slow

@@ -208,23 +208,40 @@ def time_command(args: list[str]) -> float:
 
 
 def in_subprocess(phase: str, *args) -> dict:
-    output = subprocess.run([sys.executable, __file__, "--phase", phase, *map(str, args)],
-                            check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    process = subprocess.run([sys.executable, __file__, "--phase", phase, *map(str, args)],
+                             capture_output=True, text=True)
+    if process.returncode != 0:
+        raise PhaseFailed(f"--phase {phase} {' '.join(map(str, args))} failed:\n{process.stderr[-3000:]}")
+    return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+class PhaseFailed(Exception):
+    """A measurement's process failed; the table goes on without its row."""
 
 
 def measure_training(args, ceiling: float) -> dict:
     """The main table: every phase in turn for --rounds rounds, then per phase its medians."""
     phases = training_phases(args.device)
     results = {name: {"seconds": [], "full_epoch_seconds": [], "peak_mb": 0.0} for name in phases}
+    failed = set()
     for _ in range(args.rounds):
         for name, (phase, *extra) in phases.items():
-            result = in_subprocess(phase, "--epochs", args.epochs, "--seed", args.seed, "--device", args.device, *extra)
+            if name in failed:
+                continue
+            try:
+                result = in_subprocess(phase, "--epochs", args.epochs, "--seed", args.seed, "--device", args.device,
+                                       *extra)
+            except PhaseFailed as failure:
+                print(failure, file=sys.stderr)
+                failed.add(name)
+                continue
             for key in ("seconds", "full_epoch_seconds"):
                 results[name][key] += result.get(key, [])
             results[name]["peak_mb"] = max(results[name]["peak_mb"], result["peak_mb"])
             for key in ("test_neg_elbo", "images", "steps"):  # the same in every round: same seed
                 results[name][key] = result[key]
+    for name in failed:
+        del results[name]
     print(f"{'':34} {'s/epoch':>8} {'img/s':>9} {'steps/s':>8} {'GFLOP/s':>8} {'ceiling':>8} {'peak MB':>8} "
           f"{'test -ELBO':>11}")
     for name, result in results.items():

@@ -48,7 +48,11 @@ class GraphedStep:
 
     def capture(self) -> None:
         before = list(self.state())
-        saved = [tensor.clone() for tensor in before]
+        # Without no_grad a clone of a parameter is a graph node holding the parameter's
+        # AccumulateGrad, made here on the default stream: alive during the capture, it would make
+        # the captured backward wait on the default stream, which a capture forbids.
+        with torch.no_grad():
+            saved = [tensor.clone() for tensor in before]
         generator = torch.cuda.get_rng_state(self.device)
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
