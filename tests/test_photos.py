@@ -24,6 +24,19 @@ def test_crop_frames_a_small_off_centre_moon_like_a_centred_one():
     assert abs(int(rows_with_moon) - images.FRAME_FILL * 28) <= 2.5
 
 
+def test_crop_frames_a_waning_moon_as_the_mirror_image_of_a_waxing_one():
+    """A moon between new and full is centred on its disk by its round limb, whichever side
+    that is on: mirroring the picture mirrors the framed moon (a tie once always picked the
+    right-hand limb, and framed a third of the waning gibbous moons off their disk)."""
+    n = 128
+    for phase in (1.0, 0.9, 0.75, 0.5, 0.3):
+        waxing, _ = moons.photo_sample(n, 56, 5, phase=torch.full((n,), phase),
+                                       lit_from_left=torch.zeros(n, dtype=torch.bool))
+        mirrored = images.frame_object(waxing, 28).flip(-1)
+        waning = images.frame_object(waxing.flip(-1), 28)
+        assert float(((mirrored - waning).abs().flatten(1).mean(1) > 0.02).float().mean()) <= 0.01, phase
+
+
 def test_crop_ignores_stars_and_keeps_the_sky_colour_outside_the_picture():
     sky = torch.tensor([0.05, 0.08, 0.2]).view(1, 3, 1, 1)
     picture = sky.expand(1, 3, 300, 300).clone()

@@ -113,18 +113,23 @@ def frame_object(images: torch.Tensor, size: int) -> torch.Tensor:
 def _round_object_centre(bright: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """The centre (x, y) of each square frame. A bright object taller than wide may be the lit
     part of a disk as tall as it (a moon between new and full): then the centre is that disk's,
-    on whichever side of the box the object fits inside the disk, so a half moon sits where
-    the full moon would. Otherwise it is the box's centre."""
+    on the side of the box where the object's edge follows the disk's circle (the limb; the
+    terminator is a flatter half ellipse), so a half moon sits where the full moon would and a
+    waxing moon is framed like a waning one. Otherwise it is the box's centre."""
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    radius = (boxes[:, 3] - boxes[:, 1]) / 2
-    y = torch.arange(bright.shape[1], dtype=torch.float32).view(1, -1, 1) + 0.5
-    x = torch.arange(bright.shape[2], dtype=torch.float32).view(1, 1, -1) + 0.5
-
-    def outside(centre_x):
-        distance = torch.sqrt((x - centre_x.view(-1, 1, 1)) ** 2 + (y - centre[:, 1].view(-1, 1, 1)) ** 2)
-        return (bright & (distance > radius.view(-1, 1, 1) * 1.05 + 1)).flatten(1).sum(1)
-    right, left = boxes[:, 2] - radius, boxes[:, 0] + radius
-    disk_x = torch.where(outside(right) <= outside(left), right, left)
+    radius = ((boxes[:, 3] - boxes[:, 1]) / 2).view(-1, 1)
+    width = bright.shape[2]
+    column = torch.arange(width).expand_as(bright)
+    rows = bright.any(2)
+    left_edge = torch.where(bright, column, width).min(2).values.float()
+    right_edge = torch.where(bright, column, -1).max(2).values.float() + 1
+    y = torch.arange(bright.shape[1], dtype=torch.float32) + 0.5
+    half_chord = torch.sqrt((radius ** 2 - (y - centre[:, 1:2]) ** 2).clamp(min=0))
+    # How far each row's edge lies from the circle of the disk whose limb is on that side.
+    left_misfit = (left_edge - (boxes[:, 0:1] + radius - half_chord)).abs()
+    right_misfit = (right_edge - (boxes[:, 2:3] - radius + half_chord)).abs()
+    limb_on_right = (right_misfit * rows).sum(1) <= (left_misfit * rows).sum(1)
+    disk_x = torch.where(limb_on_right, boxes[:, 2] - radius[:, 0], boxes[:, 0] + radius[:, 0])
     tall = (boxes[:, 2] - boxes[:, 0]) < 0.98 * (boxes[:, 3] - boxes[:, 1])
     centre[:, 0] = torch.where(tall, disk_x, centre[:, 0])
     return centre
