@@ -39,7 +39,7 @@ def test_no_kl_collapses_the_noise_scale(vae, runs_dir):
     kept = [m["test_mean_log_scale"] for m in runs.read_metrics(runs_dir / "kl")]
     print("mean posterior log-scale per epoch, beta=0:", collapsing, "beta=1:", kept)
     assert all(a > b for a, b in zip(collapsing[1:], collapsing[2:]))  # falls every epoch after the first
-    assert collapsing[-1] < collapsing[0] - 2
+    assert collapsing[-1] < collapsing[0] - 1.5  # the noise scale shrinks below a quarter (e^-1.5)
     assert collapsing[-1] < kept[-1] - 1
 
 

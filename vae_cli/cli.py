@@ -69,8 +69,9 @@ DeviceOption = Annotated[str, typer.Option(help="Where the model runs: auto (cud
 
 
 def load_run(run: Path | None, device: str, which: str = "best", writes: str | None = None):
-    """(run folder, config, model in eval mode, torch device): the run the user named, or the
-    latest, with its checkpoint loaded onto the chosen device whatever device it was trained on.
+    """(run folder, config, model in eval mode, torch device, checkpoint): the run the user named,
+    or the latest, with its checkpoint loaded onto the chosen device whatever device it was
+    trained on.
     `writes` (a file in the run folder, or "." for the folder) is checked writable first."""
     config_module.check_device(device, "--device")
     from . import device as device_module
@@ -79,8 +80,8 @@ def load_run(run: Path | None, device: str, which: str = "best", writes: str | N
     if writes is not None:
         files.check_can_write(run_dir / writes) if writes != "." else files.check_writable(run_dir)
     target = device_module.choose(device)
-    run_config, model, _ = runs.load_model(run_dir, which, target)
-    return run_dir, run_config, model, target
+    run_config, model, checkpoint = runs.load_model(run_dir, which, target)
+    return run_dir, run_config, model, target, checkpoint
 
 
 def _best_or_last(value: str) -> str:
@@ -227,7 +228,7 @@ def sample(
     from . import latent, runs
     from .images import save_grid
     out = files.check_can_write(out or runs.resolve_run(run) / f"sample_n{n}_seed{seed}_t{temperature:g}.png")
-    run_dir, _, model, _ = load_run(run, device, checkpoint)
+    run_dir, _, model, _, _ = load_run(run, device, checkpoint)
     images = latent.sample_images(model, n, seed, temperature)
     console.print(f"wrote {save_grid(images, out)}")
     if individual:
@@ -289,18 +290,18 @@ def interpolate(
     from what the model was trained on."""
     if method not in INTERPOLATIONS:
         raise UsageError(f"--method {method!r}: use one of {', '.join(INTERPOLATIONS)}")
-    from . import runs
-    files.check_writable(out.parent if out is not None else runs.resolve_run(run))  # before any work
-    run_dir, run_config, model, target = load_run(run, device, checkpoint)
+    if out is not None:
+        files.check_writable(out.parent)  # before any work
+    run_dir, run_config, model, target, saved = load_run(run, device, checkpoint,
+                                                         writes="." if out is None else None)
     import torch
 
     from . import data as data_module
     from . import evaluation, latent, runs
     from .images import save_gif, save_grid
     image_a, image_b = data_module.load_references([a, b], run_config.data)
-    profile = runs.load_checkpoint(run_dir / "checkpoints" / "best.pt").get("test_error")
     for reference, image in ((a, image_a), (b, image_b)):
-        message = evaluation.unfamiliar(model, image.to(target), profile)
+        message = evaluation.unfamiliar(model, image.to(target), saved.get("test_error"))
         if message:
             warn(f"{reference}: {message}")
     path = latent.interpolation_strip(model, image_a.to(target), image_b.to(target), steps, method).cpu()
@@ -339,7 +340,7 @@ def evaluate(
     Writes eval.json into the run folder."""
     if split not in ("train", "test"):
         raise UsageError(f"--split {split!r}: use train or test")
-    run_dir, run_config, model, target = load_run(run, device, checkpoint, writes="eval.json")
+    run_dir, run_config, model, target, _ = load_run(run, device, checkpoint, writes="eval.json")
     import torch
     from rich.progress import Progress
 
@@ -429,7 +430,7 @@ def plot(
 
     Traversals for any code size; for 2-D codes also the decoded manifold and a scatter of
     the test set's codes coloured by label."""
-    run_dir, run_config, model, target = load_run(run, device, checkpoint, writes=".")
+    run_dir, run_config, model, target, _ = load_run(run, device, checkpoint, writes=".")
     from . import plots
     for path in plots.plot_run(run_dir, run_config, model, image, target):
         console.print(f"wrote {path}")

@@ -96,13 +96,14 @@ def fit_once(model: Model, data: ImageData, config: Config, run_dir: Path) -> li
     then the same outputs as a run."""
     started = time.perf_counter()
     model.fit(data.split("train")[0])
-    error = evaluation.squared_error(model, data.test)
+    errors = evaluation.squared_errors(model, data.test)
+    error = float(errors.mean())
     seconds = time.perf_counter() - started
     record = {"epoch": 1, "test_squared_error": error, "seconds": round(seconds, 3)}
     runs.append_metrics(run_dir, record)
     write_pictures(model, data.test, run_dir, 1, config.train.seed)
     payload = {"config": config.to_dict(), "model": model.state_dict(), "epoch": 1, "step": 0,
-               "test_error": evaluation.error_profile(model, data.test)}
+               "test_error": evaluation.error_profile(errors)}
     runs.save_checkpoint(payload, run_dir / "checkpoints" / "last.pt")
     runs.save_checkpoint(payload, run_dir / "checkpoints" / "best.pt")
     console.print(f"{config.model.kind} with a {config.model.latent_dim}-number code fitted in "
@@ -283,7 +284,7 @@ class Trainer:
         self.model.eval()
         self.model.prepare_sampling(self.data.train_batches())
         test = evaluation.average_objective(self.model, self.data.test)
-        self.test_error = evaluation.error_profile(self.model, self.data.test)
+        self.test_error = evaluation.error_profile(evaluation.squared_errors(self.model, self.data.test))
         train = self.named(self.world.sum(self.totals.clone()) / len(self.data.train))
         is_best = test["loss"] < self.best_loss
         self.best_loss = min(self.best_loss, test["loss"])
