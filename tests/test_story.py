@@ -62,7 +62,7 @@ def test_compare_table_and_picture(vae, runs_dir, tmp_path):
     assert [line.split("│")[1].strip() for line in lines] == ["pca", "ae", "vae"]
     assert lines[0].count(" - ") >= 3 and " - " not in lines[2]  # NLL undefined for pca, defined for vae
     width, height = Image.open(tmp_path / "c.png").size
-    assert height == 2 * 32 * (1 + 3 * 3)  # test images + 3 rows per run, drawn twice as large
+    assert height == 2 * 32 * (1 + 3 * 4)  # test images + 4 rows per run, drawn twice as large
 
 
 def test_compare_refuses_different_datasets(vae, runs_dir, tmp_path):

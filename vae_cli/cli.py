@@ -212,6 +212,9 @@ def finished(run_dir: Path, checkpoint: dict, epochs: int) -> bool:
     return True
 
 
+SAMPLERS = ("prior", "gmm")  # samplers.py's kinds, named here so a typo fails before torch loads
+
+
 @app.command()
 @friendly_errors
 def sample(
@@ -221,15 +224,23 @@ def sample(
     seed: Annotated[int, typer.Option(min=0, max=config_module.SEED_MAX, help="Seed for the codes.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="PNG to write (default: in the run folder).")] = None,
     individual: Annotated[bool, typer.Option(help="Also write each image as its own PNG.")] = False,
+    sampler: Annotated[str, typer.Option(help="Where codes come from: prior (the model's own: N(0, I) for a VAE, the training codes' spread for PCA and autoencoders) or gmm (a 10-component Gaussian mixture fitted to the training codes, once per run, stored in the run folder).")] = "prior",
     device: DeviceOption = "auto",
     checkpoint: CheckpointOption = "best",
 ):
     """Decode random codes of a trained model into a grid of new images."""
+    if sampler not in SAMPLERS:
+        raise UsageError(f"--sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
     from . import latent, runs
     from .images import save_grid
-    out = files.check_can_write(out or runs.resolve_run(run) / f"sample_n{n}_seed{seed}_t{temperature:g}.png")
-    run_dir, _, model, _, _ = load_run(run, device, checkpoint)
-    images = latent.sample_images(model, n, seed, temperature)
+    suffix = "" if sampler == "prior" else f"_{sampler}"
+    out = files.check_can_write(out or runs.resolve_run(run) / f"sample_n{n}_seed{seed}_t{temperature:g}{suffix}.png")
+    run_dir, run_config, model, target, _ = load_run(run, device, checkpoint)
+    codes_from = None
+    if sampler == "gmm":
+        from . import samplers
+        codes_from = samplers.gmm_for_run(run_dir, run_config, model, checkpoint, target)
+    images = latent.sample_images(model, n, seed, temperature, sampler=codes_from)
     console.print(f"wrote {save_grid(images, out)}")
     if individual:
         folder = out.with_suffix("")
@@ -397,24 +408,28 @@ def compare(
     """Put finished runs side by side on the same test images and random codes.
 
     Prints a table of test numbers and writes one picture with, per run, reconstructions,
-    random samples and an interpolation."""
+    random samples from the prior and from a Gaussian mixture fitted to the training codes
+    (`vae sample --sampler gmm`), and an interpolation."""
     config_module.check_device(device, "--device")
     from . import compare as compare_module
     from . import device as device_module
     files.check_can_write(out)
     rows = compare_module.compare(run_dirs, out, k, images, pair, device_module.choose(device), checkpoint)
     table = Table(title=f"first {images} test images, per image; -ELBO and NLL in nats, "
-                        f"undefined (-) for deterministic codes", title_justify="left")
+                        f"undefined (-) for deterministic codes; LL: mean log-density of the test codes "
+                        f"under the prior and under the GMM sampler, nats per code dimension",
+                  title_justify="left")
     columns = [("run", "run", "{}"), ("kind", "kind", "{}"), ("latent", "latent_dim", "{}"),
                ("sq. error", "squared_error", "{:.2f}"), ("-ELBO", "neg_elbo", "{:.2f}"),
                (f"NLL k={k}", "nll", "{:.2f}"), ("post. scale", "mean_posterior_scale", "{:.3f}"),
-               ("active", "active_units", "{}")]
+               ("active", "active_units", "{}"), ("LL prior", "code_ll_prior", "{:.2f}"),
+               ("LL GMM", "code_ll_gmm", "{:.2f}")]
     for title, _, _ in columns:
         table.add_column(title, justify="left" if title in ("run", "kind") else "right", no_wrap=title == "run",
                          min_width=max(len(row["run"]) for row in rows) if title == "run" else None)
     for row in rows:
         table.add_row(*(fmt.format(row[key]) if key in row else "-" for _, key, fmt in columns))
-    console.print(table, width=None if console.is_terminal else 120)  # logs and pipes get the full table
+    console.print(table, width=None if console.is_terminal else 150)  # logs and pipes get the full table
     console.print(f"wrote {out}")
 
 

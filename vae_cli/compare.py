@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 
 from . import data as data_module
-from . import evaluation, latent, runs
+from . import evaluation, latent, runs, samplers
 from .errors import UsageError
 from .images import save_labeled_rows
 
@@ -26,7 +26,12 @@ def load_runs(run_dirs: list[Path], device="cpu", checkpoint: str = "best"):
 def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[int, int],
             device="cpu", checkpoint: str = "best") -> list[dict]:
     """One row of numbers per run and one picture: per run, reconstructions of the same test
-    images, samples decoded from the same noise, and the same pair of images interpolated."""
+    images, samples decoded from the same noise through the model's prior and through the
+    Gaussian mixture fitted to its training codes, and the same pair of images interpolated.
+
+    The numbers include how well each sampler describes where real codes lie: the mean
+    log-density of the test images' codes under the prior and under the mixture, per code
+    dimension. A sampler that puts its mass where no code is decodes garbage."""
     loaded = load_runs(run_dirs, device, checkpoint)
     test = data_module.load(loaded[0][1].data, device).test
     measured = test[:n_images]
@@ -35,6 +40,10 @@ def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[
     for run_dir, run_config, model in loaded:
         row = {"run": run_dir.name, "kind": run_config.model.kind, "latent_dim": run_config.model.latent_dim,
                "squared_error": evaluation.squared_error(model, measured)}
+        mixture = samplers.gmm_for_run(run_dir, run_config, model, checkpoint, device)
+        codes = model.encode(measured)[0]
+        row["code_ll_prior"] = float(model.prior.log_prob(codes).mean()) / codes.shape[1]
+        row["code_ll_gmm"] = float(mixture.log_prob(codes.cpu()).mean()) / codes.shape[1]
         if model.defines_density:
             report = evaluation.evaluate(model, measured, k, 100)
             row |= {key: report[key] for key in ("neg_elbo", "nll", "mean_posterior_scale", "active_units")}
@@ -42,6 +51,7 @@ def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[
         picture += [
             (f"{run_dir.name}\nreconstructions", model.reconstruct(test[:SHOWN])),
             (f"{run_dir.name}\nrandom codes", latent.sample_images(model, SHOWN, SAMPLE_SEED)),
+            (f"{run_dir.name}\nGMM codes", latent.sample_images(model, SHOWN, SAMPLE_SEED, sampler=mixture)),
             (f"{run_dir.name}\ninterpolation", latent.interpolation_strip(model, a, b, SHOWN, "linear")),
         ]
     save_labeled_rows(picture, out)

@@ -4,10 +4,13 @@ import torch
 
 
 @torch.inference_mode()
-def sample_images(model, n: int, seed: int, temperature: float = 1.0, batch_size: int = 1000) -> torch.Tensor:
-    """n images decoded from codes drawn with `seed` (the prior for a VAE, the training codes'
-    spread for PCA and autoencoders), scaled by `temperature`."""
-    codes = model.sample_codes(n, generator=torch.Generator().manual_seed(seed), temperature=temperature)
+def sample_images(model, n: int, seed: int, temperature: float = 1.0, batch_size: int = 1000,
+                  sampler=None) -> torch.Tensor:
+    """n images decoded from codes drawn with `seed` from `sampler` (anything with the model's
+    `sample_codes`, such as samplers.GaussianMixture), by default the model's own prior (N(0, I)
+    for a VAE, the training codes' spread for PCA and autoencoders), scaled by `temperature`."""
+    codes = (sampler or model).sample_codes(n, generator=torch.Generator().manual_seed(seed),
+                                            temperature=temperature).to(model.device)
     return torch.cat([model.decode_image(codes[i:i + batch_size]) for i in range(0, n, batch_size)])
 
 

@@ -96,6 +96,9 @@ class CodeSpread(nn.Module):
     def codes_from_normal(self, noise: torch.Tensor) -> torch.Tensor:
         return self.code_mean + self.code_std * noise
 
+    def log_prob(self, codes: torch.Tensor) -> torch.Tensor:
+        return log_normal(codes, self.code_mean, self.code_std.log())
+
 
 class StandardNormal(nn.Module):
     """The prior N(0, I) of a VAE: nothing to measure."""
@@ -109,6 +112,9 @@ class StandardNormal(nn.Module):
 
     def codes_from_normal(self, noise: torch.Tensor) -> torch.Tensor:
         return noise
+
+    def log_prob(self, codes: torch.Tensor) -> torch.Tensor:
+        return log_normal(codes, torch.zeros_like(codes), torch.zeros_like(codes))
 
 
 class Model(nn.Module):
