@@ -101,6 +101,8 @@ def test_every_registry_matches_the_configs_choices():
     for key, registry in registries.items():
         assert set(fields[key].metadata["choices"]) == set(registry), key
     assert set(config.MODEL_KINDS) == set(models.MODELS)
+    assert set(config.CONDITIONAL_KINDS) == set(models.CONDITIONAL_MODELS) <= set(models.MODELS)
+    assert all(cls.conditional for cls in models.CONDITIONAL_MODELS.values())
     for f in dataclasses.fields(config.ModelConfig):
         assert set(f.metadata["kinds"] or ()) <= set(models.MODELS), f.name
 

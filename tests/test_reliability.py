@@ -138,8 +138,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(vae, runs_dir,
     honest = models.VAE.objective
     calls = {"n": 0}
 
-    def poisoned(self, x, noise=None):
-        objective = honest(self, x, noise)
+    def poisoned(self, x, noise=None, labels=None):
+        objective = honest(self, x, noise, labels)
         if self.training:
             calls["n"] += 1
             if calls["n"] == 8 + 3:  # epoch 2 (8 steps per epoch), step 3

@@ -225,6 +225,7 @@ def sample(
     out: Annotated[Optional[Path], typer.Option(help="PNG to write (default: in the run folder).")] = None,
     individual: Annotated[bool, typer.Option(help="Also write each image as its own PNG.")] = False,
     sampler: Annotated[str, typer.Option(help="Where codes come from: prior (the model's own: N(0, I) for a VAE, the training codes' spread for PCA and autoencoders) or gmm (a 10-component Gaussian mixture fitted to the training codes, once per run, stored in the run folder).")] = "prior",
+    label: Annotated[Optional[str], typer.Option(help="Conditional runs: the class to draw, by name (7, sneaker, a folder's subfolder); default: every class in turn.")] = None,
     device: DeviceOption = "auto",
     checkpoint: CheckpointOption = "best",
 ):
@@ -233,20 +234,35 @@ def sample(
         raise UsageError(f"--sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
     from . import latent, runs
     from .images import save_grid
-    suffix = "" if sampler == "prior" else f"_{sampler}"
+    suffix = ("" if sampler == "prior" else f"_{sampler}") + ("" if label is None else f"_{_slug(label)}")
     out = files.check_can_write(out or runs.resolve_run(run) / f"sample_n{n}_seed{seed}_t{temperature:g}{suffix}.png")
     run_dir, run_config, model, target, _ = load_run(run, device, checkpoint)
+    labels = None if label is None else _label_index(model, label, run_dir).repeat(n).to(target)
     codes_from = None
     if sampler == "gmm":
+        if model.conditional:
+            raise UsageError(f"--sampler gmm fits the codes without their labels and is not made for a conditional "
+                             f"run such as {run_dir} yet: use --sampler prior")
         from . import samplers
         codes_from = samplers.gmm_for_run(run_dir, run_config, model, checkpoint, target)
-    images = latent.sample_images(model, n, seed, temperature, sampler=codes_from)
+    images = latent.sample_images(model, n, seed, temperature, sampler=codes_from, labels=labels)
     console.print(f"wrote {save_grid(images, out)}")
     if individual:
         folder = out.with_suffix("")
         for index, image in enumerate(images):
             save_grid(image.unsqueeze(0), folder / f"{index:05d}.png", columns=1, padding=0)
         console.print(f"wrote {n} images into {folder}/")
+
+
+def _label_index(model, name: str, run_dir: Path):
+    """The class index of `name` (case-insensitive) in a conditional model's classes, as a tensor."""
+    import torch
+    if not model.conditional:
+        raise UsageError(f"--label: {run_dir} is not conditional (model.conditional: true trains one that is)")
+    lowered = [c.lower() for c in model.classes]
+    if name.lower() not in lowered:
+        raise UsageError(f"--label {name!r} is not a class of {run_dir}: use one of {', '.join(model.classes)}")
+    return torch.tensor([lowered.index(name.lower())])
 
 
 @app.command()
@@ -305,6 +321,8 @@ def interpolate(
         files.check_writable(out.parent)  # before any work
     run_dir, run_config, model, target, saved = load_run(run, device, checkpoint,
                                                          writes="." if out is None else None)
+    from . import runs
+    runs.refuse_conditional(model, run_dir, "vae interpolate")
     import torch
 
     from . import data as data_module
@@ -357,16 +375,16 @@ def evaluate(
 
     from . import data as data_module
     from . import evaluation, runs
-    images, _ = data_module.load(run_config.data, target).split(split)
+    images, labels = data_module.load(run_config.data, target).split(split)
     report = {"run": str(run_dir), "checkpoint": checkpoint, "split": split, "kind": run_config.model.kind,
               "binarize": run_config.data.binarize, "likelihood": run_config.model.likelihood,
-              "squared_error": evaluation.squared_error(model, images)}
+              "squared_error": evaluation.squared_error(model, images, labels=labels)}
     if model.defines_density:
         torch.manual_seed(seed)
         report["seed"] = seed
         with Progress(*Progress.get_default_columns(), console=console, transient=True) as progress:
             task = progress.add_task(f"{split}: {k} samples per image", total=len(images))
-            report |= evaluation.evaluate(model, images, k, batch_size,
+            report |= evaluation.evaluate(model, images, k, batch_size, labels=labels,
                                           on_batch=lambda n: progress.advance(task, n))
     else:
         report["note"] = (f"-ELBO, NLL and bits/dim are undefined for kind={run_config.model.kind}: "
@@ -444,7 +462,8 @@ def plot(
     """Draw the latent space into the run folder.
 
     Traversals for any code size; for 2-D codes also the decoded manifold and a scatter of
-    the test set's codes coloured by label."""
+    the test set's codes coloured by label; for a conditional model one row per label, all
+    decoded from the same codes."""
     run_dir, run_config, model, target, _ = load_run(run, device, checkpoint, writes=".")
     from . import plots
     for path in plots.plot_run(run_dir, run_config, model, image, target):

@@ -15,6 +15,8 @@ SAMPLE_SEED = 0
 
 def load_runs(run_dirs: list[Path], device="cpu", checkpoint: str = "best"):
     loaded = [(run_dir, *runs.load_model(run_dir, checkpoint, device=device)[:2]) for run_dir in run_dirs]
+    for run_dir, _, model in loaded:
+        runs.refuse_conditional(model, run_dir, "vae compare")
     shapes = {(c.data.name, c.data.image_size, c.data.channels) for _, c, _ in loaded}
     if len(shapes) > 1:
         raise UsageError(f"these runs use different data ({', '.join(sorted(map(str, shapes)))}): "

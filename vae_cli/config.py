@@ -72,6 +72,8 @@ class DataConfig:
 MODEL_KINDS = ("vae", "iwae", "ae", "pca")
 NETWORK_KINDS = ("vae", "iwae", "ae")  # the kinds with encoder and decoder networks
 KL_WEIGHTED_KINDS = ("vae",)           # the kinds whose loss weighs a KL term
+CONDITIONAL_KINDS = ("vae",)           # the kinds with a conditional variant (models.CONDITIONAL_MODELS)
+LABELLED_DATA = ("mnist", "fashion-mnist", "folder")  # folder: when its images sit in class subfolders
 
 
 @dataclass
@@ -99,6 +101,9 @@ class ModelConfig:
                                    "average (Kingma et al. 2016; 0 = none)", minimum=0.0, kinds=KL_WEIGHTED_KINDS)
     k: int = option(5, "posterior samples per image in the importance-weighted bound (1 = the ELBO)",
                     minimum=1, kinds=("iwae",))
+    conditional: bool = option(False, "encoder and decoder also read each image's class, one-hot (needs "
+                                      "mnist, fashion-mnist or a folder of class subfolders); "
+                                      "then vae sample --label NAME", kinds=CONDITIONAL_KINDS)
 
     def applies(self, name: str) -> bool:
         """Whether model key `name` is used by this config's kind."""
@@ -286,9 +291,18 @@ def _check_kind_options(config: Config, source: str) -> None:
                               f"kind {model.kind} accepts {accepted}")
 
 
+def unlabelled_data_error(config: Config, source: str) -> ConfigError:
+    where = f" at {config.data.path} (no class subfolders)" if config.data.name == "folder" else ""
+    return ConfigError(f"{source}: model.conditional=true needs images with labels ({', '.join(LABELLED_DATA[:-1])}, "
+                       f"or a folder with one subfolder per class); data.name={config.data.name}{where} has none: "
+                       f"set model.conditional=false")
+
+
 def _check_combination(config: Config, source: str) -> None:
     """Rules that involve more than one key."""
     data, model = config.data, config.model
+    if model.applies("conditional") and model.conditional and data.name not in LABELLED_DATA:
+        raise unlabelled_data_error(config, source)
     if data.name in ("mnist", "fashion-mnist") and (data.image_size, data.channels) != (28, 1):
         raise ConfigError(f"{source}: {data.name} images are 28x28 grayscale: "
                           f"set data.image_size=28 and data.channels=1")

@@ -41,10 +41,11 @@ class ImageData:
     test: torch.Tensor
     test_labels: torch.Tensor
     dynamic_binarization: bool = False
+    classes: list[str] | None = None  # the name of each class index, for labelled data
 
     def to(self, device) -> "ImageData":
         return ImageData(self.train.to(device), self.train_labels.to(device), self.test.to(device),
-                         self.test_labels.to(device), self.dynamic_binarization)
+                         self.test_labels.to(device), self.dynamic_binarization, self.classes)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(float images, labels) of the train or test split."""
@@ -92,9 +93,10 @@ def render_moons(config: DataConfig, n: int, seed: int) -> tuple[torch.Tensor, t
 
 
 def _load_moons(config: DataConfig):
+    """The moons' labels are their phases, a continuous value: no classes."""
     train, train_phase = render_moons(config, config.train_size, MOONS_TRAIN_SEED)
     test, test_phase = render_moons(config, config.test_size, MOONS_TEST_SEED)
-    return train, train_phase, test, test_phase
+    return train, train_phase, test, test_phase, None
 
 
 def _torchvision_loader(dataset_class, folder: str):
@@ -120,7 +122,8 @@ def _torchvision_loader(dataset_class, folder: str):
             except RuntimeError:  # torchvision found files missing and could not download them
                 raise VaeError(missing) from None
             splits += [dataset.data.unsqueeze(1), dataset.targets.clone()]
-        return tuple(splits)
+        # "0 - zero" for MNIST, "T-shirt/top" for Fashion-MNIST: named 0 and t-shirt/top.
+        return (*splits, [name.split(" - ")[0].lower() for name in dataset.classes])
     return load
 
 
@@ -154,7 +157,8 @@ def _load_folder(config: DataConfig):
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))
     images, labels = torch.stack(images)[order], torch.tensor(labels)[order]
     n_test = min(len(images) - 1, max(1, round(config.test_fraction * len(images))))
-    return images[n_test:], labels[n_test:], images[:n_test], labels[:n_test]
+    classes = class_names if len(class_names) > 1 else None  # all in one folder: no labels
+    return images[n_test:], labels[n_test:], images[:n_test], labels[:n_test], classes
 
 
 LOADERS = {
@@ -167,7 +171,7 @@ LOADERS = {
 
 def load(config: DataConfig, device: torch.device | str = "cpu") -> ImageData:
     """The configured dataset, decoded, binarized as configured, and moved to `device`."""
-    train, train_labels, test, test_labels = LOADERS[config.name](config)
+    train, train_labels, test, test_labels, classes = LOADERS[config.name](config)
     test = as_float(test)
     if config.binarize != "none":
         # The test split is binarized once with a fixed seed in both modes, so test numbers
@@ -177,7 +181,7 @@ def load(config: DataConfig, device: torch.device | str = "cpu") -> ImageData:
         if config.binarize == "static":
             train = torch.bernoulli(as_float(train), generator=g)
     data = ImageData(train, train_labels, test, test_labels,
-                     dynamic_binarization=config.binarize == "dynamic")
+                     dynamic_binarization=config.binarize == "dynamic", classes=classes)
     return data.to(device)
 
 

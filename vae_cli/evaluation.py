@@ -9,31 +9,36 @@ from .objectives import kl_to_standard_normal, log_normal
 
 
 @torch.inference_mode()
-def average_objective(model, images: torch.Tensor, batch_size: int = 1000) -> dict:
-    """Per-image averages over `images` of the loss, the terms and the stats the model reports
-    (nats for likelihood terms), with the model's own noise: one draw per image."""
+def average_objective(model, images: torch.Tensor, batch_size: int = 1000, labels: torch.Tensor | None = None) -> dict:
+    """Per-image averages over `images` (with their `labels`, which conditional models read) of
+    the loss, the terms and the stats the model reports (nats for likelihood terms), with the
+    model's own noise: one draw per image."""
     sums = {}
     for start in range(0, len(images), batch_size):
-        objective = model.objective(images[start:start + batch_size])
+        objective = model.objective(images[start:start + batch_size], labels=_part(labels, start, batch_size))
         for name, values in {"loss": objective.loss, **objective.terms, **objective.stats}.items():
             sums[name] = sums.get(name, 0.0) + float(values.double().sum())
     return {name: total / len(images) for name, total in sums.items()}
 
 
+def _part(labels: torch.Tensor | None, start: int, size: int) -> torch.Tensor | None:
+    return None if labels is None else labels[start:start + size]
+
+
 @torch.inference_mode()
-def squared_errors(model, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def squared_errors(model, images: torch.Tensor, batch_size: int = 1000, labels: torch.Tensor | None = None) -> torch.Tensor:
     """Per image, the summed squared pixel error of the reconstruction from the code mean:
     the one reconstruction measure defined for PCA, autoencoders and VAEs alike."""
     errors = []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
-        errors.append(((model.reconstruct(x) - x) ** 2).double().flatten(1).sum(1))
+        errors.append(((model.reconstruct(x, _part(labels, start, batch_size)) - x) ** 2).double().flatten(1).sum(1))
     return torch.cat(errors)
 
 
-def squared_error(model, images: torch.Tensor, batch_size: int = 1000) -> float:
+def squared_error(model, images: torch.Tensor, batch_size: int = 1000, labels: torch.Tensor | None = None) -> float:
     """Mean over images of squared_errors."""
-    return float(squared_errors(model, images, batch_size).mean())
+    return float(squared_errors(model, images, batch_size, labels).mean())
 
 
 def error_profile(errors: torch.Tensor) -> dict:
@@ -63,14 +68,15 @@ ELEMENT_BUDGET = 1 << 23  # decoder outputs per chunk (32 MB of float32): k = 50
 
 
 @torch.inference_mode()
-def log_weights(model, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def log_weights(model, x: torch.Tensor, k: int, labels: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """log p(x, z_i) − log q(z_i | x) for k posterior samples z_i per image: (k, batch), and
     the posterior's mean and log-scale: (batch, latent_dim) each. Samples are drawn in chunks
     so that k × batch × pixels never exceeds ELEMENT_BUDGET.
 
     The decoder runs once per sample on (chunk × batch) codes, which is nearly all the time;
     the likelihood broadcasts its output against x instead of against k copies of x."""
-    mean, log_scale = model.encode(x)
+    mean, log_scale = model.encode(x, labels)
     scale, standard = torch.exp(log_scale), torch.zeros_like(mean)
     chunk = max(1, ELEMENT_BUDGET // (len(x) * x[0].numel()))
     weights = []
@@ -78,7 +84,7 @@ def log_weights(model, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
         n = min(chunk, k - start)
         noise = torch.randn(n, *mean.shape, device=x.device)
         z = mean + scale * noise
-        output = model.decode(z.view(n * len(x), -1)).view(n, *x.shape)
+        output = model.decode(z.view(n * len(x), -1), None if labels is None else labels.repeat(n)).view(n, *x.shape)
         log_likelihood = -model.likelihood.nll(output, x)
         log_prior = log_normal(z, standard, standard)
         weights.append(log_likelihood + log_prior - log_normal(z, mean, log_scale))
@@ -94,7 +100,8 @@ ACTIVE_UNIT_VARIANCE = 0.01
 
 
 @torch.inference_mode()
-def evaluate(model, images: torch.Tensor, k: int, batch_size: int, on_batch=lambda n: None) -> dict:
+def evaluate(model, images: torch.Tensor, k: int, batch_size: int, on_batch=lambda n: None,
+             labels: torch.Tensor | None = None) -> dict:
     """Everything `vae eval` reports for a model that defines a density on `images`, per image
     in nats unless noted. Bits/dim adds the likelihood's own offset per dimension first (see
     `bits_offset_per_dim` in objectives)."""
@@ -102,7 +109,7 @@ def evaluate(model, images: torch.Tensor, k: int, batch_size: int, on_batch=lamb
     neg_elbo, nll, kl, means, scales = [], [], [], [], []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
-        log_w, mean, log_scale = log_weights(model, x, k)
+        log_w, mean, log_scale = log_weights(model, x, k, _part(labels, start, batch_size))
         neg_elbo.append(-log_w.double().mean(0))
         nll.append(iwae_nll(log_w))
         kl.append(kl_to_standard_normal(mean, log_scale).double())

@@ -5,13 +5,16 @@ import torch
 
 @torch.inference_mode()
 def sample_images(model, n: int, seed: int, temperature: float = 1.0, batch_size: int = 1000,
-                  sampler=None) -> torch.Tensor:
+                  sampler=None, labels: torch.Tensor | None = None) -> torch.Tensor:
     """n images decoded from codes drawn with `seed` from `sampler` (anything with the model's
     `sample_codes`, such as samplers.GaussianMixture), by default the model's own prior (N(0, I)
-    for a VAE, the training codes' spread for PCA and autoencoders), scaled by `temperature`."""
+    for a VAE, the training codes' spread for PCA and autoencoders), scaled by `temperature`.
+    A conditional model decodes them with `labels`, by default every class in turn."""
     codes = (sampler or model).sample_codes(n, generator=torch.Generator().manual_seed(seed),
                                             temperature=temperature).to(model.device)
-    return torch.cat([model.decode_image(codes[i:i + batch_size]) for i in range(0, n, batch_size)])
+    labels = model.sample_labels(n) if labels is None else labels
+    return torch.cat([model.decode_image(codes[i:i + batch_size], None if labels is None else labels[i:i + batch_size])
+                      for i in range(0, n, batch_size)])
 
 
 def interpolate_codes(a: torch.Tensor, b: torch.Tensor, steps: int, method: str = "linear") -> torch.Tensor:
@@ -32,6 +35,15 @@ def interpolation_strip(model, a: torch.Tensor, b: torch.Tensor, steps: int, met
     return model.decode_image(interpolate_codes(codes[0], codes[1], steps, method))
 
 
+@torch.inference_mode()
+def per_label(model, n: int, seed: int) -> torch.Tensor:
+    """A conditional model's classes, one row each, decoded from the same n codes: the label
+    changes the class, the code keeps the style. (classes, n, C, H, W)"""
+    codes = model.sample_codes(n, generator=torch.Generator().manual_seed(seed))
+    return torch.stack([model.decode_image(codes, torch.full((n,), index, device=model.device))
+                        for index in range(len(model.classes))])
+
+
 def gaussian_quantiles(n: int, device=None) -> torch.Tensor:
     """n evenly spaced quantiles of N(0, 1), from the 5% to the 95% point."""
     return torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n, device=device))
@@ -47,22 +59,24 @@ def manifold(model, per_side: int = 20) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def code_variance(model, images: torch.Tensor) -> torch.Tensor:
+def code_variance(model, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
     """Variance over `images` of each code dimension's mean: how much a dimension is used."""
-    return model.encode(images)[0].var(0)
+    return model.encode(images, labels)[0].var(0)
 
 
 @torch.inference_mode()
-def traversals(model, image: torch.Tensor, dims: list[int], steps: int = 9) -> torch.Tensor:
+def traversals(model, image: torch.Tensor, dims: list[int], steps: int = 9,
+               label: torch.Tensor | None = None) -> torch.Tensor:
     """For each dimension in `dims`, decoded codes that vary that one dimension from the 5%
-    to the 95% point of its (prior or training-code) distribution around the code of `image`:
-    (len(dims), steps, C, H, W)."""
-    code = model.encode(image.unsqueeze(0))[0]
+    to the 95% point of its (prior or training-code) distribution around the code of `image`
+    (with its `label`, for a conditional model): (len(dims), steps, C, H, W)."""
+    labels = None if label is None else label.reshape(1).expand(steps)
+    code = model.encode(image.unsqueeze(0), None if label is None else labels[:1])[0]
     rows = []
     for dim in dims:
         noise = torch.zeros(steps, code.shape[1], device=code.device)
         noise[:, dim] = gaussian_quantiles(steps, code.device)
         codes = code.repeat(steps, 1)
         codes[:, dim] = model.codes_from_normal(noise)[:, dim]
-        rows.append(model.decode_image(codes))
+        rows.append(model.decode_image(codes, labels))
     return torch.stack(rows)

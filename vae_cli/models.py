@@ -1,25 +1,28 @@
-"""The models: PCA, the autoencoder, the VAE and the IWAE, on MLP or convolutional networks.
+"""The models: PCA, the autoencoder, the VAE (also conditional on a label) and the IWAE, on MLP
+or convolutional networks.
 
 All share one interface so training, sampling and pictures treat them alike:
-  encode(x) -> (mean, log_scale)    the code; log_scale is None for deterministic codes
-  decode(code) -> output            likelihood parameters (logits or pixel means)
-  decode_image(code) -> images      pixels in [0, 1], for pictures
-  reconstruct(x) -> images          decoded from the code means
-  objective(x, noise) -> Objective  the loss to minimise and named terms, per image
+  encode(x, labels) -> (mean, log_scale)  the code; log_scale is None for deterministic codes
+  decode(code, labels) -> output          likelihood parameters (logits or pixel means)
+  decode_image(code, labels) -> images    pixels in [0, 1], for pictures
+  reconstruct(x, labels) -> images        decoded from the code means
+  objective(x, noise, labels) -> Objective  the loss to minimise and named terms, per image
   codes_from_normal(noise) -> codes standard-normal noise mapped to codes of the sampling prior
   sample_codes(n, ...) -> codes     random codes to decode into new images
 What differs between kinds is a class property (see `Model`); the trainer, evaluation and
-`vae compare` read those and the reported terms, never a kind's name or formula.
+`vae compare` read those and the reported terms, never a kind's name or formula. `labels`, the
+class index of each image, is read by conditional models only (None for the others).
 """
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .config import Config
+from .config import Config, unlabelled_data_error
 from .objectives import build_likelihood, kl_to_standard_normal, log_normal
 
 
@@ -35,34 +38,55 @@ def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
 
 
 def mlp_networks(shape: tuple[int, int, int], hidden: list[int], n_code_outputs: int, latent_dim: int,
-                 activation: type[nn.Module]):
+                 activation: type[nn.Module], n_labels: int = 0):
+    """n_labels: one-hot label entries the encoder reads after the pixels and the decoder after
+    the code (see join_as_numbers)."""
     pixels = math.prod(shape)
-    encoder = nn.Sequential(nn.Flatten(), mlp([pixels, *hidden, n_code_outputs], activation))
-    decoder = nn.Sequential(mlp([latent_dim, *reversed(hidden), pixels], activation), nn.Unflatten(1, shape))
+    encoder = nn.Sequential(nn.Flatten(), mlp([pixels + n_labels, *hidden, n_code_outputs], activation))
+    decoder = nn.Sequential(mlp([latent_dim + n_labels, *reversed(hidden), pixels], activation),
+                            nn.Unflatten(1, shape))
     return encoder, decoder
 
 
 def conv_networks(shape: tuple[int, int, int], channels: list[int], n_code_outputs: int, latent_dim: int,
-                  activation: type[nn.Module]):
+                  activation: type[nn.Module], n_labels: int = 0):
     """Stride-2 4x4 convolutions halve the image per layer; the decoder mirrors them with
-    transposed convolutions."""
+    transposed convolutions. n_labels: one-hot label planes the encoder reads beside the image's
+    channels and entries the decoder reads after the code (see join_as_channels)."""
     image_channels, size, _ = shape
     final_size = size // 2 ** len(channels)
     widths = [image_channels, *channels]
     down = []
-    for n_in, n_out in zip(widths[:-1], widths[1:]):
+    for n_in, n_out in zip([image_channels + n_labels, *channels[:-1]], widths[1:]):
         down += [nn.Conv2d(n_in, n_out, 4, stride=2, padding=1), activation()]
     encoder = nn.Sequential(*down, nn.Flatten(),
                             nn.Linear(channels[-1] * final_size ** 2, n_code_outputs))
     up = []
     for n_in, n_out in zip(widths[:0:-1], widths[-2::-1]):
         up += [nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1), activation()]
-    decoder = nn.Sequential(nn.Linear(latent_dim, channels[-1] * final_size ** 2), activation(),
+    decoder = nn.Sequential(nn.Linear(latent_dim + n_labels, channels[-1] * final_size ** 2), activation(),
                             nn.Unflatten(1, (channels[-1], final_size, final_size)), *up[:-1])
     return encoder, decoder
 
 
-NETWORKS = {"mlp": mlp_networks, "conv": conv_networks}
+def join_as_numbers(x: torch.Tensor, one_hot: torch.Tensor) -> torch.Tensor:
+    """The MLP encoder's input with a label: the pixels, flattened, then the one-hot entries."""
+    return torch.cat([x.flatten(1), one_hot], 1)
+
+
+def join_as_channels(x: torch.Tensor, one_hot: torch.Tensor) -> torch.Tensor:
+    """The conv encoder's input with a label: one constant plane per class beside the image."""
+    return torch.cat([x, one_hot[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
+
+
+@dataclass(frozen=True)
+class Network:
+    """A family of encoder/decoder networks and how its encoder reads a label."""
+    build: Callable
+    join_label: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+NETWORKS = {"mlp": Network(mlp_networks, join_as_numbers), "conv": Network(conv_networks, join_as_channels)}
 
 
 @dataclass
@@ -121,7 +145,8 @@ class Model(nn.Module):
     """What differs between kinds, as class properties the rest of the tool reads."""
     defines_density = False  # the ELBO, the NLL and bits/dim make sense
     fitted_once = False      # fitted in one shot (`fit(images)`), no training loop
-    conditional = False      # encodes and decodes given a label
+    conditional = False      # encodes and decodes given a label (the class names are in `classes`)
+    classes: list[str] | None = None
     Prior = CodeSpread       # the sampling prior: measured from the training codes, or N(0, I)
     loss_name = "loss"       # what the epoch line calls `Objective.loss`
     term_names: tuple[str, ...] = ()  # the keys of `Objective.terms`, in order
@@ -145,14 +170,17 @@ class Model(nn.Module):
         rank of a torchrun world draws the same) and passed to `objective`; None for none."""
         return None
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images decoded from the code means of x."""
-        return self.decode_image(self.encode(x)[0])
+        return self.decode_image(self.encode(x, labels)[0], labels)
 
-    def forward(self, x, noise=None) -> Objective:
+    def decode_image(self, code, labels=None):
+        return self.likelihood.mean(self.decode(code, labels))
+
+    def forward(self, x, noise=None, labels=None) -> Objective:
         """The objective; `forward` so that DistributedDataParallel and torch.compile, which
         wrap a module's forward, see the whole computation."""
-        return self.objective(x, noise)
+        return self.objective(x, noise, labels)
 
     @torch.inference_mode()
     def prepare_sampling(self, batches) -> None:
@@ -174,6 +202,10 @@ class Model(nn.Module):
                 state_dict[f"{prefix}prior.{name}"] = old
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def sample_labels(self, n: int) -> torch.Tensor | None:
+        """The labels to decode n sampled codes with: every class in turn (None: no labels)."""
+        return None
+
     def sample_codes(self, n: int, generator: torch.Generator | None = None,
                      temperature: float = 1.0) -> torch.Tensor:
         noise = torch.randn(n, self.latent_dim, generator=generator)
@@ -185,24 +217,22 @@ class Autoencoder(Model):
     prior, so it samples from the measured spread of its training codes."""
     term_names = ("recon",)
 
-    def __init__(self, config: Config, n_code_outputs: int | None = None):
+    def __init__(self, config: Config, n_code_outputs: int | None = None, n_labels: int = 0):
         super().__init__(config)
-        self.encoder, self.decoder = NETWORKS[config.model.network](
+        self.network = NETWORKS[config.model.network]
+        self.encoder, self.decoder = self.network.build(
             self.shape, config.model.hidden, n_code_outputs or self.latent_dim, self.latent_dim,
-            ACTIVATIONS[config.model.activation])
+            ACTIVATIONS[config.model.activation], n_labels)
         self.likelihood = build_likelihood(config.model)
 
-    def encode(self, x):
+    def encode(self, x, labels=None):
         return self.encoder(x), None
 
-    def decode(self, code):
+    def decode(self, code, labels=None):
         return self.decoder(code)
 
-    def decode_image(self, code):
-        return self.likelihood.mean(self.decode(code))
-
-    def objective(self, x, noise=None) -> Objective:
-        recon = self.likelihood.nll(self.decode(self.encode(x)[0]), x)
+    def objective(self, x, noise=None, labels=None) -> Objective:
+        recon = self.likelihood.nll(self.decode(self.encode(x, labels)[0], labels), x)
         return Objective(loss=recon, terms={"recon": recon})
 
 
@@ -217,8 +247,8 @@ class VAE(Autoencoder):
     defines_density = True
     Prior = StandardNormal
 
-    def __init__(self, config: Config):
-        super().__init__(config, n_code_outputs=2 * config.model.latent_dim)
+    def __init__(self, config: Config, n_labels: int = 0):
+        super().__init__(config, n_code_outputs=2 * config.model.latent_dim, n_labels=n_labels)
         self.beta = config.model.beta
         self.kl_warmup_epochs, self.free_bits = config.model.kl_warmup_epochs, config.model.free_bits
         self.kl_weight = self.beta if self.kl_warmup_epochs == 0 else 0.0
@@ -234,17 +264,17 @@ class VAE(Autoencoder):
     def training_noise(self, n, device):
         return torch.randn(n, self.latent_dim, device=device)
 
-    def encode(self, x):
+    def encode(self, x, labels=None):
         mean, log_scale = self.encoder(x).chunk(2, dim=1)
         return mean, log_scale
 
-    def objective(self, x, noise=None) -> Objective:
+    def objective(self, x, noise=None, labels=None) -> Objective:
         """noise ~ N(0, I) for the code, drawn here unless the caller supplies it."""
-        mean, log_scale = self.encode(x)
+        mean, log_scale = self.encode(x, labels)
         if noise is None:
             noise = torch.randn_like(mean)
         code = mean + torch.exp(log_scale) * noise
-        recon = self.likelihood.nll(self.decode(code), x)
+        recon = self.likelihood.nll(self.decode(code, labels), x)
         kl_per_dim = kl_to_standard_normal(mean, log_scale)
         kl = kl_per_dim.sum(1)
         terms = {"recon": recon, "kl": kl}
@@ -271,7 +301,7 @@ class IWAE(VAE):
     def training_noise(self, n, device):
         return torch.randn(n, self.k, self.latent_dim, device=device)
 
-    def objective(self, x, noise=None) -> Objective:
+    def objective(self, x, noise=None, labels=None) -> Objective:
         """noise: (batch, k, latent_dim) ~ N(0, I), drawn here unless the caller supplies it."""
         mean, log_scale = self.encode(x)
         if noise is None:
@@ -285,6 +315,31 @@ class IWAE(VAE):
         kl = kl_to_standard_normal(mean, log_scale).sum((1, 2))
         return Objective(loss=loss, terms={"recon": recon, "kl": kl, "neg_elbo": recon + kl},
                          stats={"mean_log_scale": log_scale.mean((1, 2))})
+
+
+class ConditionalVAE(VAE):
+    """A VAE whose encoder and decoder also read each image's class as a one-hot vector (Sohn et
+    al. 2015): the label says which class, so the code is left to hold the rest (the style), and
+    decoding one code with different labels draws the classes in one style."""
+    conditional = True
+
+    def __init__(self, config: Config, classes: list[str]):
+        super().__init__(config, n_labels=len(classes))
+        self.classes = list(classes)
+
+    def sample_labels(self, n):
+        return torch.arange(n, device=self.device) % len(self.classes)
+
+    def one_hot(self, labels: torch.Tensor) -> torch.Tensor:
+        if labels is None:
+            raise ValueError("a conditional model encodes and decodes given the labels")
+        return nn.functional.one_hot(labels.long(), len(self.classes)).float()
+
+    def encode(self, x, labels=None):
+        return super().encode(self.network.join_label(x, self.one_hot(labels).to(x.dtype)))
+
+    def decode(self, code, labels=None):
+        return super().decode(torch.cat([code, self.one_hot(labels).to(code.dtype)], 1))
 
 
 def free_bits_kl(kl_per_dim: torch.Tensor, floor: float) -> torch.Tensor:
@@ -316,22 +371,28 @@ class PCA(Model):
         self.components.copy_(directions[:self.latent_dim].T.float())
         self.prepare_sampling(images.split(1000))
 
-    def encode(self, x):
+    def encode(self, x, labels=None):
         return (x.flatten(1) - self.pixel_mean) @ self.components, None
 
-    def decode(self, code):
+    def decode(self, code, labels=None):
         return (code @ self.components.T + self.pixel_mean).unflatten(1, self.shape)
 
-    def decode_image(self, code):
+    def decode_image(self, code, labels=None):
         return self.decode(code).clamp(0, 1)
 
-    def objective(self, x, noise=None) -> Objective:
+    def objective(self, x, noise=None, labels=None) -> Objective:
         error = ((self.reconstruct(x) - x) ** 2).flatten(1).sum(1)
         return Objective(loss=error, terms={"squared_error": error})
 
 
 MODELS = {"vae": VAE, "iwae": IWAE, "ae": Autoencoder, "pca": PCA}
+CONDITIONAL_MODELS = {"vae": ConditionalVAE}  # model.conditional: true of each kind that has one
 
 
-def build(config: Config) -> Model:
+def build(config: Config, classes: list[str] | None = None) -> Model:
+    """The configured model; a conditional one needs the class names of its data."""
+    if config.model.conditional:
+        if not classes:
+            raise unlabelled_data_error(config, "the training data")
+        return CONDITIONAL_MODELS[config.model.kind](config, classes)
     return MODELS[config.model.kind](config)

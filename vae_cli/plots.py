@@ -11,6 +11,7 @@ from .images import save_grid, save_labeled_rows, save_scatter
 SCATTER_POINTS = 5000
 TRAVERSED_DIMS = 10
 PHASE_BINS = 5
+LABEL_ROW_LENGTH = 10  # samples per class in latent_labels.png
 
 
 def label_classes(labels: torch.Tensor) -> tuple[list[int], list[str]]:
@@ -30,13 +31,17 @@ def plot_run(run_dir: Path, run_config, model, image_index: int = 0, device="cpu
     start = data_module.image_at(data.test, image_index, "test", f"--image {image_index}")  # before writing anything
     test, labels = data.test[:SCATTER_POINTS], data.test_labels[:SCATTER_POINTS]
     written = []
+    if model.conditional:
+        rows = latent.per_label(model, LABEL_ROW_LENGTH, seed=0)
+        written.append(save_labeled_rows(list(zip(model.classes, rows)), run_dir / "latent_labels.png"))
     if run_config.model.latent_dim == 2:
-        written.append(save_grid(latent.manifold(model), run_dir / "latent_manifold.png", columns=20))
+        if not model.conditional:  # a conditional manifold would need one picture per label
+            written.append(save_grid(latent.manifold(model), run_dir / "latent_manifold.png", columns=20))
         colors, legend = label_classes(labels)
-        written.append(save_scatter(model.encode(test)[0], colors, legend, run_dir / "latent_scatter.png"))
-    variance = latent.code_variance(model, test)
+        written.append(save_scatter(model.encode(test, labels)[0], colors, legend, run_dir / "latent_scatter.png"))
+    variance = latent.code_variance(model, test, labels)
     dims = variance.argsort(descending=True)[:TRAVERSED_DIMS].tolist()
-    rows = latent.traversals(model, start, dims)
+    rows = latent.traversals(model, start, dims, label=data.test_labels[image_index] if model.conditional else None)
     written.append(save_labeled_rows(
         [(f"dim {d}\nvar {variance[d]:.2f}", row) for d, row in zip(dims, rows)],
         run_dir / "latent_traversals.png"))

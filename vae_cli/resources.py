@@ -3,6 +3,7 @@ the model with its gradients and Adam's moments, and one batch's activations. A 
 cannot fit is refused with the estimate; a large one gets a warning; so do settings that
 cannot help (fp16 autocast on a CPU, more threads than cores)."""
 
+import dataclasses
 import os
 
 import torch
@@ -29,8 +30,11 @@ def estimate(config: Config, n_train: int | None = None, n_test: int | None = No
     data, train = config.data, config.train
     n_train, n_test = DATASET_SIZES.get(data.name, (n_train or data.train_size, n_test or data.test_size))
     pixels = data.channels * data.image_size ** 2
+    # A conditional model's label inputs add a few numbers per image; its classes are only known
+    # once the data is read, so the estimate is the unconditional model's.
+    unconditional = dataclasses.replace(config, model=dataclasses.replace(config.model, conditional=False))
     with torch.device("meta"):
-        model = models.build(config).eval()  # eval: the estimate is no training step
+        model = models.build(unconditional).eval()  # eval: the estimate is no training step
     parameters = sum(p.numel() for p in model.parameters())
     batch = min(train.batch_size, n_train)
     outputs = []

@@ -156,7 +156,7 @@ def load_model(run_dir: Path, which: str = "best", device="cpu"):
     path = run_dir / "checkpoints" / f"{which}.pt"
     checkpoint = load_checkpoint(path, map_location=device)
     config = config_of(checkpoint, path)
-    model = models.build(config)
+    model = models.build(config, checkpoint.get("classes"))
     try:
         model.load_state_dict(checkpoint["model"])
     except (RuntimeError, KeyError) as error:
@@ -165,6 +165,13 @@ def load_model(run_dir: Path, which: str = "best", device="cpu"):
         raise VaeError(f"{path}: the weights do not fit the model its config describes ({detail}): "
                        f"the checkpoint belongs to another model") from None
     return config, model.to(device).eval(), checkpoint
+
+
+def refuse_conditional(model, run_dir: Path, command: str) -> None:
+    """The commands that encode images without their labels stop at a conditional run."""
+    if model.conditional:
+        raise UsageError(f"{command} does not take labels yet, and {run_dir} is conditional: "
+                         f"use vae sample --label or vae plot")
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:

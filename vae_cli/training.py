@@ -77,15 +77,17 @@ def restore_rng(state: dict, device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def write_pictures(model, test: torch.Tensor, run_dir: Path, epoch: int, seed: int) -> dict:
+def write_pictures(model, test: torch.Tensor, test_labels: torch.Tensor, run_dir: Path, epoch: int,
+                   seed: int) -> dict:
     """reconstructions_XXX.png (test inputs above their reconstructions) and samples_XXX.png
-    (the same codes every epoch, so epochs can be compared); returns both as
-    {name: (images, columns)}."""
+    (the same codes every epoch, so epochs can be compared; a conditional model's in one column
+    per class); returns both as {name: (images, columns)}."""
     model.eval()
-    inputs = test[:RECONSTRUCTION_COUNT]
-    pictures = {"reconstructions": (torch.cat([inputs, model.reconstruct(inputs)]), len(inputs))}
+    inputs, labels = test[:RECONSTRUCTION_COUNT], test_labels[:RECONSTRUCTION_COUNT]
+    pictures = {"reconstructions": (torch.cat([inputs, model.reconstruct(inputs, labels)]), len(inputs))}
     codes = model.sample_codes(PICTURE_COUNT, generator=torch.Generator().manual_seed(seed))
-    pictures["samples"] = (model.decode_image(codes), grid_columns(PICTURE_COUNT))
+    columns = len(model.classes) if model.conditional else grid_columns(PICTURE_COUNT)
+    pictures["samples"] = (model.decode_image(codes, model.sample_labels(PICTURE_COUNT)), columns)
     for name, (images, columns) in pictures.items():
         save_grid(images, run_dir / f"{name}_{epoch:03d}.png", columns=columns)
     return pictures
@@ -101,7 +103,7 @@ def fit_once(model: Model, data: ImageData, config: Config, run_dir: Path) -> li
     seconds = time.perf_counter() - started
     record = {"epoch": 1, "test_squared_error": error, "seconds": round(seconds, 3)}
     runs.append_metrics(run_dir, record)
-    write_pictures(model, data.test, run_dir, 1, config.train.seed)
+    write_pictures(model, data.test, data.test_labels, run_dir, 1, config.train.seed)
     payload = {"config": config.to_dict(), "model": model.state_dict(), "epoch": 1, "step": 0,
                "test_error": evaluation.error_profile(errors)}
     runs.save_checkpoint(payload, run_dir / "checkpoints" / "last.pt")
@@ -173,7 +175,7 @@ class Trainer:
         return [*self.model.parameters(), *self.model.buffers(), self.totals, *adam]
 
     def state(self) -> dict:
-        return {"config": self.config.to_dict(), "model": self.model.state_dict(),
+        return {"config": self.config.to_dict(), "model": self.model.state_dict(), "classes": self.model.classes,
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": self.epoch, "step": self.step, "best_loss": self.best_loss, "test_error": self.test_error,
                 "totals": self.world.sum(self.totals.clone()).cpu(), "rng": rng_state(self.device)}
@@ -212,8 +214,10 @@ class Trainer:
             group["lr"] = train.lr * self.lr_factor(epochs_done, train)
         x = self.data.train_batch(rows)
         noise = self.model.training_noise(len(rows), self.device)
+        labels = self.data.train_labels[rows] if self.model.conditional else None
         with self.autocast:
-            objective = self.network(self.world.share(x), None if noise is None else self.world.share(noise))
+            objective = self.network(self.world.share(x), *(None if t is None else self.world.share(t)
+                                                             for t in (noise, labels)))
             total = objective.loss.float().sum()
             # DistributedDataParallel averages gradients over ranks: scaling each share's sum by
             # world size / global batch makes that average the gradient of the global batch mean.
@@ -283,8 +287,9 @@ class Trainer:
         and their random generators stay in step."""
         self.model.eval()
         self.model.prepare_sampling(self.data.train_batches())
-        test = evaluation.average_objective(self.model, self.data.test)
-        self.test_error = evaluation.error_profile(evaluation.squared_errors(self.model, self.data.test))
+        test = evaluation.average_objective(self.model, self.data.test, labels=self.data.test_labels)
+        self.test_error = evaluation.error_profile(
+            evaluation.squared_errors(self.model, self.data.test, labels=self.data.test_labels))
         train = self.named(self.world.sum(self.totals.clone()) / len(self.data.train))
         is_best = test["loss"] < self.best_loss
         self.best_loss = min(self.best_loss, test["loss"])
@@ -294,7 +299,8 @@ class Trainer:
                   **{f"test_{name}": value for name, value in test.items()}, "best": is_best,
                   "seconds": round(seconds, 3), "images_per_s": round(images_per_s, 1)}
         if self.world.is_main:
-            pictures = write_pictures(self.model, self.data.test, self.run_dir, self.epoch, self.config.train.seed)
+            pictures = write_pictures(self.model, self.data.test, self.data.test_labels, self.run_dir, self.epoch,
+                                      self.config.train.seed)
             board.epoch(record, self.global_step, self.optimizer.param_groups[0]["lr"], pictures)
             runs.append_metrics(self.run_dir, record)
         if is_best:
@@ -307,7 +313,7 @@ def build(config: Config, device: torch.device) -> tuple[Model, ImageData]:
     """The configured model, initialised from the run's seed, and its data, both on `device`."""
     torch.manual_seed(config.train.seed)
     data = data_module.load(config.data, device)
-    return models.build(config).to(device), data
+    return models.build(config, data.classes).to(device), data
 
 
 def train(config: Config, run_dir: Path, resume: dict | None = None, world: World = World()) -> list[dict]:

@@ -1,0 +1,109 @@
+"""The conditional VAE (model.conditional: true): the label reaches encoder and decoder, and
+`vae sample --label` draws the class asked for."""
+
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms.functional import pil_to_tensor
+
+from vae_cli import config, models, runs
+from vae_cli.images import to_pil
+
+SIZE = 16
+
+
+def bar(direction: str, position: int) -> Image.Image:
+    """A black square with one bright two-pixel bar across it."""
+    image = torch.zeros(SIZE, SIZE)
+    if direction == "horizontal":
+        image[position:position + 2, :] = 1
+    else:
+        image[:, position:position + 2] = 1
+    return to_pil(image[None, None], 1, padding=0)
+
+
+@pytest.fixture
+def bars(tmp_path):
+    """A folder of two classes, one subfolder each: horizontal and vertical bars anywhere."""
+    folder = tmp_path / "bars"
+    for direction in ("horizontal", "vertical"):
+        (folder / direction).mkdir(parents=True)
+        for index in range(120):
+            bar(direction, index % (SIZE - 1)).save(folder / direction / f"{index}.png")
+    return folder
+
+
+def orientation(images: torch.Tensor) -> torch.Tensor:
+    """Per image, how much brightness varies from row to row minus from column to column:
+    positive for a horizontal bar, negative for a vertical one."""
+    images = images[:, 0]
+    return images.mean(2).var(1) - images.mean(1).var(1)
+
+
+def folder_settings(folder, *extra):
+    settings = ["data.name=folder", f"data.path={folder}", f"data.image_size={SIZE}", "model.conditional=true",
+                "model.hidden=[128]", "model.latent_dim=2", "train.batch_size=16", "train.epochs=40", "train.lr=3e-3", *extra]
+    return [a for s in settings for a in ("--set", s)]
+
+
+def test_the_decoders_output_depends_on_the_label():
+    model = models.build(config.load(overrides=["data.name=mnist", "model.conditional=true"]), classes=["a", "b", "c"])
+    assert model.conditional and not models.build(config.load()).conditional
+    code = torch.randn(4, model.latent_dim)
+    first, second = model.decode(code, torch.zeros(4, dtype=torch.long)), model.decode(code, torch.ones(4, dtype=torch.long))
+    assert not torch.allclose(first, second)
+    with pytest.raises(ValueError, match="given the labels"):
+        model.decode(code)
+
+
+def test_sample_draws_the_class_asked_for(vae, runs_dir, bars):
+    result = vae("train", *folder_settings(bars), "--name", "bars")
+    assert result.exit_code == 0, result.output
+    _, model, checkpoint = runs.load_model(runs_dir / "bars")
+    assert checkpoint["classes"] == ["horizontal", "vertical"] and model.conditional
+    for label, sign in (("horizontal", 1), ("Vertical", -1)):
+        result = vae("sample", "--n", 32, "--label", label)
+        assert result.exit_code == 0, result.output
+        picture = runs_dir / "bars" / f"sample_n32_seed0_t1_{label}.png"
+        grid = pil_to_tensor(Image.open(picture))[0].float()
+        # The 32 samples sit in a 6-column grid with 2-pixel borders.
+        images = torch.stack([grid[2 + r * (SIZE + 2):2 + r * (SIZE + 2) + SIZE, 2 + c * (SIZE + 2):2 + c * (SIZE + 2) + SIZE]
+                              for r in range(5) for c in range(6)][:30]).unsqueeze(1) / 255
+        agreeing = float((sign * orientation(images) > 0).float().mean())
+        print(label, "samples with the asked orientation:", agreeing)
+        assert agreeing >= 0.9, (label, agreeing)
+
+    result = vae("sample", "--label", "diagonal")
+    assert result.exit_code == 2
+    assert "--label 'diagonal' is not a class of" in result.output and "use one of horizontal, vertical" in result.output
+
+    assert vae("plot").exit_code == 0
+    rows = Image.open(runs_dir / "bars" / "latent_labels.png")
+    assert rows.height == 2 * 2 * (SIZE + 4)  # one row per class, drawn twice as large
+    result = vae("eval", "--k", 5)
+    assert result.exit_code == 0, result.output
+    result = vae("interpolate", "test:0", "test:1")
+    assert result.exit_code == 2 and "conditional" in result.output
+
+
+def test_datasets_without_labels_are_refused_in_one_line(vae, runs_dir, tmp_path):
+    result = vae("train", "--set", "model.conditional=true")
+    assert result.exit_code == 2
+    assert "model.conditional=true needs images with labels" in result.output
+    assert "data.name=moons has none: set model.conditional=false" in result.output
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for index in range(4):
+        bar("horizontal", index).save(flat / f"{index}.png")
+    result = vae("train", *folder_settings(flat))
+    assert result.exit_code == 2 and f"at {flat} (no class subfolders)" in result.output
+    assert "Traceback" not in result.output and not runs_dir.exists()  # the failed run left nothing
+    result = vae("train", "--set", "model.kind=ae", "--set", "model.conditional=true")
+    assert result.exit_code == 2 and "model.conditional does nothing for model.kind=ae" in result.output
+
+
+def test_label_on_an_unconditional_run(vae, runs_dir):
+    settings = ["data.train_size=64", "data.test_size=16", "model.hidden=[16]", "train.epochs=1"]
+    assert vae("train", *[a for s in settings for a in ("--set", s)]).exit_code == 0
+    result = vae("sample", "--label", "7")
+    assert result.exit_code == 2 and "is not conditional" in result.output
