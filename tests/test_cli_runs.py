@@ -129,3 +129,19 @@ def test_vae_runs_lists_newest_first_and_shows_one(vae, runs_dir):
         assert text in result.output, text
     result = vae("runs", "nothing-here")
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_tables_keep_their_rows_whole_in_a_pipe(tmp_path):
+    """Piped or logged, rich would fold at 80 columns; every config's description must stay on
+    its row."""
+    import os
+    import subprocess
+    import sys
+
+    from vae_cli import catalog
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    printed = subprocess.run([sys.executable, "-m", "vae_cli", "configs"], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, check=True).stdout
+    rows = {line.split()[0]: line for line in printed.splitlines() if line.strip()}
+    for entry in catalog.entries():
+        assert entry.description in rows[entry.name], printed

@@ -447,7 +447,7 @@ def compare(
                          min_width=max(len(row["run"]) for row in rows) if title == "run" else None)
     for row in rows:
         table.add_row(*(fmt.format(row[key]) if key in row else "-" for _, key, fmt in columns))
-    console.print(table, width=None if console.is_terminal else 150)  # logs and pipes get the full table
+    console.print(table)
     console.print(f"wrote {out}")
 
 

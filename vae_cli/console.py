@@ -3,10 +3,18 @@
 Markup and emoji codes are off: the tool prints user text (paths, names, `test:-1`) and
 must print it literally. Styles are given as Text parts instead."""
 
+import os
+import sys
+
 from rich.console import Console
 from rich.text import Text
 
-console = Console(markup=False, emoji=False)
+# Rich folds everything at 80 columns when stdout is no terminal (a pipe, a log file), so a
+# table of runs would wrap inside its names. There, unless COLUMNS says otherwise, don't fold:
+# a table is then as wide as its content (none of the tool's output fills the width).
+PIPE_WIDTH = 1000
+console = Console(markup=False, emoji=False,
+                  width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPE_WIDTH)
 err_console = Console(stderr=True, markup=False, emoji=False, highlight=False)
 
 
