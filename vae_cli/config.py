@@ -87,8 +87,9 @@ class ModelConfig:
     activation: str = option("relu", "nonlinearity between layers", choices=("relu", "tanh", "elu", "silu"),
                              kinds=NETWORK_KINDS)
     latent_dim: int = option(4, "size of the code", minimum=1, maximum=4096)
-    likelihood: str = option("bernoulli", "decoder distribution over pixels",
-                             choices=("bernoulli", "gaussian"), kinds=NETWORK_KINDS)
+    likelihood: str = option("bernoulli", "decoder distribution over pixels: bernoulli, gaussian, or logistic "
+                                          "(discretized over the 256 values of 8-bit images: honest bits/dim)",
+                             choices=("bernoulli", "gaussian", "logistic"), kinds=NETWORK_KINDS)
     gaussian_scale: float = option(0.1, "gaussian: pixel noise standard deviation (initial value if learned)",
                                    above=0.0, kinds=NETWORK_KINDS)
     learn_scale: bool = option(False, "gaussian: learn the pixel noise scale", kinds=NETWORK_KINDS)

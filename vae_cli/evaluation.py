@@ -84,7 +84,8 @@ def log_weights(model, x: torch.Tensor, k: int, labels: torch.Tensor | None = No
         n = min(chunk, k - start)
         noise = torch.randn(n, *mean.shape, device=x.device)
         z = mean + scale * noise
-        output = model.decode(z.view(n * len(x), -1), None if labels is None else labels.repeat(n)).view(n, *x.shape)
+        output = model.decode(z.view(n * len(x), -1), None if labels is None else labels.repeat(n))
+        output = output.unflatten(0, (n, len(x)))
         log_likelihood = -model.likelihood.nll(output, x)
         log_prior = log_normal(z, standard, standard)
         weights.append(log_likelihood + log_prior - log_normal(z, mean, log_scale))

@@ -3,7 +3,7 @@ or convolutional networks.
 
 All share one interface so training, sampling and pictures treat them alike:
   encode(x, labels) -> (mean, log_scale)  the code; log_scale is None for deterministic codes
-  decode(code, labels) -> output          likelihood parameters (logits or pixel means)
+  decode(code, labels) -> output          likelihood parameters (logits, pixel means, or means and log-scales)
   decode_image(code, labels) -> images    pixels in [0, 1], for pictures
   reconstruct(x, labels) -> images        decoded from the code means
   objective(x, noise, labels) -> Objective  the loss to minimise and named terms, per image
@@ -38,21 +38,24 @@ def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
 
 
 def mlp_networks(shape: tuple[int, int, int], hidden: list[int], n_code_outputs: int, latent_dim: int,
-                 activation: type[nn.Module], n_labels: int = 0):
+                 activation: type[nn.Module], n_labels: int = 0, outputs_per_pixel: int = 1):
     """n_labels: one-hot label entries the encoder reads after the pixels and the decoder after
-    the code (see join_as_numbers)."""
+    the code (see join_as_numbers). The decoder gives outputs_per_pixel numbers per pixel, as
+    that many times the image's channels."""
     pixels = math.prod(shape)
+    channels, height, width = shape
     encoder = nn.Sequential(nn.Flatten(), mlp([pixels + n_labels, *hidden, n_code_outputs], activation))
-    decoder = nn.Sequential(mlp([latent_dim + n_labels, *reversed(hidden), pixels], activation),
-                            nn.Unflatten(1, shape))
+    decoder = nn.Sequential(mlp([latent_dim + n_labels, *reversed(hidden), outputs_per_pixel * pixels], activation),
+                            nn.Unflatten(1, (outputs_per_pixel * channels, height, width)))
     return encoder, decoder
 
 
 def conv_networks(shape: tuple[int, int, int], channels: list[int], n_code_outputs: int, latent_dim: int,
-                  activation: type[nn.Module], n_labels: int = 0):
+                  activation: type[nn.Module], n_labels: int = 0, outputs_per_pixel: int = 1):
     """Stride-2 4x4 convolutions halve the image per layer; the decoder mirrors them with
     transposed convolutions. n_labels: one-hot label planes the encoder reads beside the image's
-    channels and entries the decoder reads after the code (see join_as_channels)."""
+    channels and entries the decoder reads after the code (see join_as_channels). The decoder
+    gives outputs_per_pixel numbers per pixel, as that many times the image's channels."""
     image_channels, size, _ = shape
     final_size = size // 2 ** len(channels)
     widths = [image_channels, *channels]
@@ -62,7 +65,7 @@ def conv_networks(shape: tuple[int, int, int], channels: list[int], n_code_outpu
     encoder = nn.Sequential(*down, nn.Flatten(),
                             nn.Linear(channels[-1] * final_size ** 2, n_code_outputs))
     up = []
-    for n_in, n_out in zip(widths[:0:-1], widths[-2::-1]):
+    for n_in, n_out in zip(widths[:0:-1], [*widths[-2:0:-1], outputs_per_pixel * image_channels]):
         up += [nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1), activation()]
     decoder = nn.Sequential(nn.Linear(latent_dim + n_labels, channels[-1] * final_size ** 2), activation(),
                             nn.Unflatten(1, (channels[-1], final_size, final_size)), *up[:-1])
@@ -220,10 +223,10 @@ class Autoencoder(Model):
     def __init__(self, config: Config, n_code_outputs: int | None = None, n_labels: int = 0):
         super().__init__(config)
         self.network = NETWORKS[config.model.network]
+        self.likelihood = build_likelihood(config.model)
         self.encoder, self.decoder = self.network.build(
             self.shape, config.model.hidden, n_code_outputs or self.latent_dim, self.latent_dim,
-            ACTIVATIONS[config.model.activation], n_labels)
-        self.likelihood = build_likelihood(config.model)
+            ACTIVATIONS[config.model.activation], n_labels, self.likelihood.outputs_per_pixel)
 
     def encode(self, x, labels=None):
         return self.encoder(x), None

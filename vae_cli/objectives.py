@@ -1,4 +1,5 @@
-"""What the models are trained to minimise: pixel likelihoods, the KL term, and the ELBO.
+"""What the models are trained to minimise: pixel likelihoods (Bernoulli, Gaussian, discretized
+logistic), the KL term, and the ELBO.
 
 All terms are summed over pixels or latent dimensions, giving nats per image; training
 averages them over the batch.
@@ -46,6 +47,7 @@ class BernoulliNLL(torch.autograd.Function):
 class Bernoulli(nn.Module):
     """Pixels are coin flips; the decoder outputs their logits."""
     bits_offset_per_dim = 0.0  # a probability of binary pixels already: no offset for bits/dim
+    outputs_per_pixel = 1      # decoder outputs per pixel and channel
 
     def nll(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """-log p(x | z) per image (logits may have extra leading sample dimensions, see
@@ -63,6 +65,7 @@ class Gaussian(nn.Module):
     # Bits/dim adds log 256 per dimension to this density on pixels scaled to [0, 1], which makes
     # it one on the 0..255 scale of 8-bit images (the usual discretisation correction).
     bits_offset_per_dim = math.log(256)
+    outputs_per_pixel = 1
 
     def __init__(self, scale: float, learn_scale: bool):
         super().__init__()
@@ -81,9 +84,53 @@ class Gaussian(nn.Module):
         return mean.clamp(0, 1)
 
 
+class DiscretizedLogistic(nn.Module):
+    """8-bit pixels: each of the 256 values k/255 gets the mass a logistic distribution puts on
+    its bin [k/255 − 1/510, k/255 + 1/510], the end bins 0 and 255 taking the tails as well
+    (Salimans et al. 2017, PixelCNN++, with one mixture component). The masses of the 256 values
+    sum to 1, so -log p(x) is a code length for the image itself and bits/dim needs no offset:
+    an honest number for photos.
+
+    The decoder gives two numbers per pixel, the logistic's mean and log-scale (its output has
+    twice the image's channels: the means, then the log-scales). Pixels are read as the nearest
+    of the 256 values, round(x·255)."""
+    bits_offset_per_dim = 0.0
+    outputs_per_pixel = 2
+    MIN_LOG_SCALE = -7.0  # as PixelCNN++: a bin is then ~50 scales wide, so a value's mass is ~1 already
+
+    @staticmethod
+    def split(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, log-scales) from the decoder output (..., 2C, H, W)."""
+        mean, log_scale = output.chunk(2, dim=-3)
+        return mean, log_scale.clamp_min(DiscretizedLogistic.MIN_LOG_SCALE)
+
+    def log_probs(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p of each pixel's value, the shape of x broadcast against the means."""
+        mean, log_scale = self.split(output)
+        value = torch.round(x * 255)
+        inverse_scale = torch.exp(-log_scale)
+        upper = (value / 255 + 1 / 510 - mean) * inverse_scale  # standardised bin edges
+        lower = (value / 255 - 1 / 510 - mean) * inverse_scale
+        # log(σ(upper) − σ(lower)) = log σ(lower) + log(1 − σ(upper)) + log(exp(upper − lower) − 1):
+        # no difference of two nearly equal numbers, however far the bin lies from the mean.
+        inner = (nn.functional.logsigmoid(lower) - nn.functional.softplus(upper)
+                 + torch.log(torch.expm1(upper - lower)))
+        first = nn.functional.logsigmoid(upper)     # value 0: everything below its upper edge
+        last = -nn.functional.softplus(lower)       # value 255: everything above its lower edge
+        return torch.where(value <= 0, first, torch.where(value >= 255, last, inner))
+
+    def nll(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x | z) per image (output may have extra leading sample dimensions, see per_image)."""
+        return per_image(-self.log_probs(output, x), x)
+
+    def mean(self, output: torch.Tensor) -> torch.Tensor:
+        return self.split(output)[0].clamp(0, 1)
+
+
 LIKELIHOODS = {
     "bernoulli": lambda model_config: Bernoulli(),
     "gaussian": lambda model_config: Gaussian(model_config.gaussian_scale, model_config.learn_scale),
+    "logistic": lambda model_config: DiscretizedLogistic(),
 }
 
 
