@@ -40,6 +40,14 @@ def orientation(images: torch.Tensor) -> torch.Tensor:
     return images.mean(2).var(1) - images.mean(1).var(1)
 
 
+def first_samples(picture) -> torch.Tensor:
+    """The first 30 images of a 32-sample grid (6 columns, 2-pixel borders), in [0, 1]."""
+    grid = pil_to_tensor(Image.open(picture))[0].float() / 255
+    step = SIZE + 2
+    return torch.stack([grid[2 + r * step:2 + r * step + SIZE, 2 + c * step:2 + c * step + SIZE]
+                        for r in range(5) for c in range(6)]).unsqueeze(1)
+
+
 def folder_settings(folder, *extra):
     settings = ["data.name=folder", f"data.path={folder}", f"data.image_size={SIZE}", "model.conditional=true",
                 "model.hidden=[128]", "model.latent_dim=2", "train.batch_size=16", "train.epochs=40", "train.lr=3e-3", *extra]
@@ -65,13 +73,14 @@ def test_sample_draws_the_class_asked_for(vae, runs_dir, bars):
         result = vae("sample", "--n", 32, "--label", label)
         assert result.exit_code == 0, result.output
         picture = runs_dir / "bars" / f"sample_n32_seed0_t1_{label}.png"
-        grid = pil_to_tensor(Image.open(picture))[0].float()
-        # The 32 samples sit in a 6-column grid with 2-pixel borders.
-        images = torch.stack([grid[2 + r * (SIZE + 2):2 + r * (SIZE + 2) + SIZE, 2 + c * (SIZE + 2):2 + c * (SIZE + 2) + SIZE]
-                              for r in range(5) for c in range(6)][:30]).unsqueeze(1) / 255
-        agreeing = float((sign * orientation(images) > 0).float().mean())
+        agreeing = float((sign * orientation(first_samples(picture)) > 0).float().mean())
         print(label, "samples with the asked orientation:", agreeing)
         assert agreeing >= 0.9, (label, agreeing)
+
+    result = vae("sample", "--n", 32, "--label", "vertical", "--sampler", "gmm")  # codes fitted with their labels
+    assert result.exit_code == 0 and "fitted a 10-component Gaussian mixture to" in result.output, result.output
+    picture = runs_dir / "bars" / "sample_n32_seed0_t1_gmm_vertical.png"
+    assert float((orientation(first_samples(picture)) < 0).float().mean()) >= 0.9
 
     result = vae("sample", "--label", "diagonal")
     assert result.exit_code == 2

@@ -240,9 +240,6 @@ def sample(
     labels = None if label is None else _label_index(model, label, run_dir).repeat(n).to(target)
     codes_from = None
     if sampler == "gmm":
-        if model.conditional:
-            raise UsageError(f"--sampler gmm fits the codes without their labels and is not made for a conditional "
-                             f"run such as {run_dir} yet: use --sampler prior")
         from . import samplers
         codes_from = samplers.gmm_for_run(run_dir, run_config, model, checkpoint, target)
     images = latent.sample_images(model, n, seed, temperature, sampler=codes_from, labels=labels)

@@ -117,9 +117,12 @@ def fit_gmm(codes: torch.Tensor, components: int = GMM_COMPONENTS, seed: int = 0
 
 
 @torch.inference_mode()
-def training_codes(model, data) -> torch.Tensor:
-    """The posterior means (the codes) of the whole training split."""
-    return torch.cat([model.encode(batch)[0] for batch in data.train_batches()]).cpu()
+def training_codes(model, data, batch_size: int = 1000) -> torch.Tensor:
+    """The posterior means (the codes) of the whole training split, each image encoded with its
+    label (which only a conditional model reads: its codes hold the style, whatever the class)."""
+    labels = data.train_labels
+    return torch.cat([model.encode(batch, labels[start:start + batch_size])[0]
+                      for start, batch in zip(range(0, len(labels), batch_size), data.train_batches(batch_size))]).cpu()
 
 
 def gmm_for_run(run_dir: Path, run_config, model, which: str, device="cpu") -> GaussianMixture:
