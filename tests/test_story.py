@@ -78,7 +78,7 @@ def test_plot_writes_manifold_scatter_and_traversals(vae, runs_dir):
     result = vae("plot")
     assert result.exit_code == 0, result.output
     assert Image.open(runs_dir / "two" / "latent_manifold.png").size == (20 * 30 + 2,) * 2
-    assert Image.open(runs_dir / "two" / "latent_scatter.png").mode == "RGB"
+    assert Image.open(runs_dir / "two" / "latent_scatter.png").size == (750, 600)  # 7.5 x 6 inches at 100 dpi
     train(vae, "four", "train.epochs=1")
     assert vae("plot").exit_code == 0
     assert not (runs_dir / "four" / "latent_manifold.png").exists()

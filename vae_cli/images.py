@@ -183,8 +183,6 @@ def save_gif(frames: torch.Tensor, path: Path, milliseconds_per_frame: int = 120
 
 
 LABEL_WIDTH = 150
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
 def save_labeled_rows(rows: list[tuple[str, torch.Tensor]], path: Path, scale: int = 2) -> Path:
@@ -197,31 +195,5 @@ def save_labeled_rows(rows: list[tuple[str, torch.Tensor]], path: Path, scale: i
         canvas.paste(strip, (LABEL_WIDTH, top))
         draw.multiline_text((6, top + strip.height // 2 - 12), label, fill="black")
         top += strip.height
-    _atomic_save(canvas, Path(path))
-    return Path(path)
-
-
-def save_scatter(points: torch.Tensor, colors: list[int], legend: list[str], path: Path,
-                 size: int = 640) -> Path:
-    """A scatter plot of 2-D points, coloured by class index, with axes through 0 and a legend."""
-    points = points.detach().cpu().double()
-    extent = float(points.abs().max()) * 1.05 or 1.0
-    margin, legend_width = 20, 150
-    canvas = Image.new("RGB", (size + legend_width, size), "white")
-    draw = ImageDraw.Draw(canvas)
-
-    def to_pixel(x, y):
-        half = (size - 2 * margin) / 2
-        return margin + half * (1 + x / extent), margin + half * (1 - y / extent)
-    draw.line([to_pixel(-extent, 0), to_pixel(extent, 0)], fill=(200, 200, 200))
-    draw.line([to_pixel(0, -extent), to_pixel(0, extent)], fill=(200, 200, 200))
-    draw.text((size - 4 * margin, size // 2 + 4), f"{extent:.1f}", fill="gray")
-    for (x, y), color in zip(points.tolist(), colors):
-        px, py = to_pixel(x, y)
-        draw.ellipse([px - 1.5, py - 1.5, px + 1.5, py + 1.5], fill=PALETTE[color % len(PALETTE)])
-    for index, name in enumerate(legend):
-        top = margin + 18 * index
-        draw.rectangle([size + 6, top + 2, size + 16, top + 12], fill=PALETTE[index % len(PALETTE)])
-        draw.text((size + 22, top), name, fill="black")
     _atomic_save(canvas, Path(path))
     return Path(path)

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import torch
 
+from . import charts
 from . import data as data_module
 from . import latent
-from .images import save_grid, save_labeled_rows, save_scatter
+from .images import save_grid, save_labeled_rows
 
 SCATTER_POINTS = 5000
 TRAVERSED_DIMS = 10
@@ -38,7 +39,7 @@ def plot_run(run_dir: Path, run_config, model, image_index: int = 0, device="cpu
         if not model.conditional:  # a conditional manifold would need one picture per label
             written.append(save_grid(latent.manifold(model), run_dir / "latent_manifold.png", columns=20))
         colors, legend = label_classes(labels)
-        written.append(save_scatter(model.encode(test, labels)[0], colors, legend, run_dir / "latent_scatter.png"))
+        written.append(charts.draw_scatter(model.encode(test, labels)[0], colors, legend, run_dir / "latent_scatter.png"))
     variance = latent.code_variance(model, test, labels)
     dims = variance.argsort(descending=True)[:TRAVERSED_DIMS].tolist()
     rows = latent.traversals(model, start, dims, label=data.test_labels[image_index] if model.conditional else None)

@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import data as data_module
 from . import device as device_module
-from . import evaluation, models, runs
+from . import charts, evaluation, models, runs
 from .config import Config, ConfigError
 from .cuda_graph import GraphedStep
 from .console import console
@@ -147,6 +147,7 @@ class Trainer:
                               "cannot change: use train.lr_schedule=constant and model.kl_warmup_epochs=0, "
                               "or train.cuda_graph=false")
         self.model, self.data = model, data
+        self.curves = charts.CurvesPicture(run_dir / "curves.png", run_dir.name)
         network = self.model
         if world.distributed:
             network = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
@@ -303,6 +304,8 @@ class Trainer:
                                       self.config.train.seed)
             board.epoch(record, self.global_step, self.optimizer.param_groups[0]["lr"], pictures)
             runs.append_metrics(self.run_dir, record)
+            last = self.epoch == self.config.train.epochs
+            self.curves.after_epoch(lambda: runs.read_metrics(self.run_dir), last)
         if is_best:
             self.save("best")
         self.save("last")
