@@ -55,3 +55,31 @@ def test_without_tensorboard_one_warning_and_the_run_carries_on(vae, runs_dir, m
     assert result.output.count("tensorboard is not installed") == 1
     assert not (runs_dir / "plain" / "tensorboard").exists()
     assert len(runs.read_metrics(runs_dir / "plain")) == 2
+
+
+def hparams_sessions(run_dir):
+    """The hparams plugin's session-start records in a run's event files, parsed."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    sessions = []
+    for path in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == "_hparams_/session_start_info":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    sessions.append(data.session_start_info)
+    return sessions
+
+
+def test_the_config_is_an_hparams_session_with_the_best_test_loss_as_metric(vae, runs_dir):
+    assert vae("train", *TINY, "--set", "train.epochs=2", "--set", "train.lr=0.002", "--name", "h").exit_code == 0
+    assert vae("train", "--resume", runs_dir / "h", "--set", "train.epochs=3").exit_code == 0
+    sessions = hparams_sessions(runs_dir / "h")
+    assert len(sessions) == 1  # the resumed run continues its session
+    values = sessions[0].hparams
+    assert values["train.lr"].number_value == pytest.approx(0.002)
+    assert values["model.hidden"].string_value == "[64]" and values["model.kind"].string_value == "vae"
+    losses = [record["test_loss"] for record in runs.read_metrics(runs_dir / "h")]
+    best = read_board(runs_dir / "h").Scalars("hparams/best_test_loss")
+    assert [event.step for event in best] == [STEPS_PER_EPOCH * epoch for epoch in (1, 2, 3)]
+    assert [event.value for event in best] == pytest.approx([min(losses[:n]) for n in (1, 2, 3)], rel=1e-6)

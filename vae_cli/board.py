@@ -1,7 +1,8 @@
 """TensorBoard event files in each run directory, so that `tensorboard --logdir runs` shows every
 run side by side: per epoch every number of the metrics record (whatever loss terms the model
 reports), the learning rate, the running training loss every few steps, the reconstruction and
-sample grids, and the resolved config as text.
+sample grids, the resolved config as text, and the config's values as hparams with the best test
+loss as their metric, so that TensorBoard's HPARAMS tab puts runs' settings beside their results.
 
 tensorboard is optional (`pip install 'vae-cli[tensorboard]'`); without it the run says so once
 and carries on. One axis for everything: the optimizer step, so a resumed run purges whatever was
@@ -16,6 +17,17 @@ from torchvision.utils import make_grid
 from .console import warn
 
 FOLDER = "tensorboard"
+BEST_TEST_LOSS = "hparams/best_test_loss"
+
+
+def flat_hparams(config: dict) -> dict:
+    """{"model.hidden": "[400]", "train.lr": 0.001, ...}: the config's leaves, as the hparams
+    plugin takes them (numbers, strings and booleans; anything else as its text)."""
+    flat = {}
+    for section, values in config.items():
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return flat
 
 
 class Board:
@@ -34,16 +46,24 @@ class Board:
         self.writer = SummaryWriter(str(run_dir / FOLDER), purge_step=first_step + 1 if first_step else None)
         if not first_step:
             self.writer.add_text("config", "```\n" + yaml.safe_dump(config, sort_keys=False) + "```", 0)
+            # Written into this run's own event file (SummaryWriter.add_hparams would make a
+            # sub-run), once: a resumed run keeps the session it started.
+            from torch.utils.tensorboard.summary import hparams
+            for summary in hparams(flat_hparams(config), {BEST_TEST_LOSS: None}):
+                self.writer.file_writer.add_summary(summary)
 
     def running(self, loss: float, step: int) -> None:
         if self.writer:
             self.writer.add_scalar("train/running_loss", loss, step)
 
-    def epoch(self, record: dict, step: int, lr: float, pictures: dict[str, tuple[torch.Tensor, int]]) -> None:
+    def epoch(self, record: dict, step: int, lr: float, pictures: dict[str, tuple[torch.Tensor, int]],
+              best_test_loss: float) -> None:
         """Every number of the epoch's metrics record as train/..., test/... and speed/... curves,
-        and the epoch's pictures ({name: (images, columns)})."""
+        the best test loss so far (the hparams metric), and the epoch's pictures
+        ({name: (images, columns)})."""
         if not self.writer:
             return
+        self.writer.add_scalar(BEST_TEST_LOSS, best_test_loss, step)
         for key, value in record.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
                 split, _, name = key.partition("_")

@@ -302,7 +302,7 @@ class Trainer:
         if self.world.is_main:
             pictures = write_pictures(self.model, self.data.test, self.data.test_labels, self.run_dir, self.epoch,
                                       self.config.train.seed)
-            board.epoch(record, self.global_step, self.optimizer.param_groups[0]["lr"], pictures)
+            board.epoch(record, self.global_step, self.optimizer.param_groups[0]["lr"], pictures, self.best_loss)
             runs.append_metrics(self.run_dir, record)
             last = self.epoch == self.config.train.epochs
             self.curves.after_epoch(lambda: runs.read_metrics(self.run_dir), last)
