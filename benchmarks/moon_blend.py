@@ -38,14 +38,6 @@ VARIANTS = {
 }
 
 
-def lit_fraction(image: torch.Tensor, full: torch.Tensor) -> float:
-    """Lit area of `image` over that of `full`: pixels brighter than halfway between the sky
-    (the darkest 10%) and the moon (the brightest 5%) of the full moon."""
-    sky, moon = full.flatten().quantile(0.10), full.flatten().quantile(0.95)
-    threshold = (sky + moon) / 2
-    return float((image > threshold).sum() / (full > threshold).sum().clamp(min=1))
-
-
 def score(model, config, scenes: dict) -> dict:
     """Per method: midpoint/cross-fade error ratio per scene, and lit fractions."""
     result = {}
@@ -58,7 +50,7 @@ def score(model, config, scenes: dict) -> dict:
             decoded = float(((strip[1] - reference) ** 2).mean())
             crossfade = float(((0.5 * (full + half) - reference) ** 2).mean())
             ratios.append(decoded / crossfade)
-            fractions.append(lit_fraction(strip[1], strip[0]))
+            fractions.append(photo_moons.lit_fraction(strip[1], strip[0]))
         result[method] = (ratios, fractions)
     return result
 

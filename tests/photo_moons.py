@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 
@@ -82,12 +83,13 @@ def write(path: Path, phase: float, size: int, **options) -> Path:
     return path
 
 
-# Pairs a person might blend: (name, lit from, picture size, file type, moon radius, centre).
+# Pairs a person might blend: (name, lit from, picture size, file type, moon radius, centre);
+# each side has a JPEG and a PNG, a small and a big picture.
 SCENES = [
     ("right-320-jpg", "right", 320, ".jpg", 0.30, (0.50, 0.48)),
     ("left-800-png-small", "left", 800, ".png", 0.10, (0.35, 0.62)),
-    ("right-1000-jpg-big", "right", 1000, ".jpg", 0.46, (0.5, 0.5)),
-    ("left-200-png", "left", 200, ".png", 0.33, (0.55, 0.45)),
+    ("right-1000-png-big", "right", 1000, ".png", 0.46, (0.5, 0.5)),
+    ("left-200-jpg", "left", 200, ".jpg", 0.33, (0.55, 0.45)),
 ]
 PHASES = {"full": 1.0, "half": 0.5, "three_quarter": 0.75}
 
@@ -102,3 +104,14 @@ def write_scene(folder: Path, name: str, lit_from: str, size: int, suffix: str, 
         paths[label] = write(Path(folder) / f"{name}-{label}{suffix}", phase, size, lit_from=lit_from,
                              seed=sum(map(ord, name)) + index, radius=radius, centre=shifted)
     return paths
+
+
+def lit_fraction(image: torch.Tensor, full: torch.Tensor) -> float:
+    """Lit area of `image` over that of `full` (tensors at the model's resolution): pixels
+    brighter than the sky (the darkest 10% of the full moon's picture) by a fifth of the way to
+    the moon (its brightest 5%). A fifth, not half: the moon fades gradually towards the
+    terminator, and halfway would count this renderer's three-quarter moon as 0.6 (a fifth
+    gives 0.72 to 0.74, and 0.46 to 0.50 for the half moon)."""
+    sky, moon = full.flatten().quantile(0.10), full.flatten().quantile(0.95)
+    threshold = sky + 0.2 * (moon - sky)
+    return float((image > threshold).sum() / (full > threshold).sum().clamp(min=1))

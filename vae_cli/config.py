@@ -80,9 +80,9 @@ LABELLED_DATA = ("mnist", "fashion-mnist", "folder")  # folder: when its images 
 class ModelConfig:
     kind: str = option("vae", "vae | iwae (importance-weighted bound) | ae (deterministic code) | "
                               "pca (linear, fitted once)", choices=MODEL_KINDS)
-    network: str = option("mlp", "encoder/decoder family; the decoder mirrors the encoder",
+    network: str = option("conv", "encoder/decoder family; the decoder mirrors the encoder",
                           choices=("mlp", "conv"), kinds=NETWORK_KINDS)
-    hidden: list[int] = option([400], "mlp: hidden layer sizes; conv: channels per stride-2 layer",
+    hidden: list[int] = option([16, 32], "mlp: hidden layer sizes; conv: channels per stride-2 layer",
                                kinds=NETWORK_KINDS)
     activation: str = option("relu", "nonlinearity between layers", choices=("relu", "tanh", "elu", "silu"),
                              kinds=NETWORK_KINDS)
@@ -114,7 +114,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = option(20, "passes over the training set", minimum=1)
+    epochs: int = option(10, "passes over the training set", minimum=1)
     batch_size: int = option(128, "images per optimizer step (the global batch under torchrun)", minimum=1,
                              maximum=1_000_000)
     lr: float = option(1e-3, "Adam learning rate (at the start of the schedule)", above=0.0)

@@ -90,6 +90,24 @@ def _surface(resolution: int = 96) -> torch.Tensor:
     return torch.stack([maria, texture])
 
 
+def _lunar_lambert(phase, toward_light, distance, weight):
+    """Brightness of the sunlit sphere seen face-on, by the lunar-Lambert law (McEwen 1991):
+    weight·2cos(i)/(cos(i) + cos(e)) + (1 - weight)·cos(i), with i the sun's and e the viewer's
+    angle to the surface normal. The first part, Lommel-Seeliger's, is the real moon's: flat at
+    full moon, bright at the limb and fading to nothing at the terminator of a half moon."""
+    cos_e = torch.sqrt((1 - distance ** 2).clamp(min=0))
+    cos_phase_angle = (2 * phase - 1).view(-1, 1, 1)  # the lit fraction is (1 + cos)/2
+    cos_i = (toward_light * torch.sqrt(1 - cos_phase_angle ** 2) + cos_e * cos_phase_angle).clamp(min=0)
+    weight = weight.view(-1, 1, 1)
+    return weight * 2 * cos_i / (cos_i + cos_e + 1e-6) + (1 - weight) * cos_i
+
+
+def _mix(weight, a, b):
+    """weight·a + (1 - weight)·b per image."""
+    weight = weight.view(-1, 1, 1)
+    return weight * a + (1 - weight) * b
+
+
 def photo_sample(n: int, size: int, seed: int, phase: torch.Tensor | None = None,
                  lit_from_left: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """n photo-like moons (n, 1, size, size) in [0, 1] and their phases; random phases and
@@ -119,13 +137,16 @@ def photo_sample(n: int, size: int, seed: int, phase: torch.Tensor | None = None
     # A blurred edge: the disk fades out over `blur` pixels (a camera's focus and shake).
     blur = uniform(1.0, 1.0 + 2.5 * size / 56).view(-1, 1, 1)
     disk = ((1 - distance) * pixels_per_radius / blur + 0.5).clamp(0, 1)
-    limb = 1 - uniform(0.0, 0.3).view(-1, 1, 1) * (1 - torch.sqrt((1 - distance ** 2).clamp(min=0)))
     toward_light = torch.where(lit_from_left.view(-1, 1, 1), -u, u)
     # Light fades towards the terminator over `softness` radii: sharp in some pictures, gradual
-    # in others (the real moon darkens over a wide band near the terminator).
+    # in others.
     softness = torch.maximum(uniform(0.02, 0.6).view(-1, 1, 1), blur / pixels_per_radius)
     lit = ((toward_light - _terminator(phase, v)) / softness + 0.5).clamp(0, 1)
-    moon = disk * lit * limb * albedo * uniform(0.6, 1.0).view(-1, 1, 1)
+    # The blurred rim just outside the disk takes the limb's shading.
+    inward = (0.99 / distance.clamp(min=1e-6)).clamp(max=1)
+    sphere = _lunar_lambert(phase, toward_light * inward, distance * inward, uniform(0.5, 1.0))
+    shading = _mix(uniform(0.0, 1.0), lit, sphere)
+    moon = disk * shading * albedo * uniform(0.6, 1.0).view(-1, 1, 1)
 
     sky_level = uniform(0.0, 0.22).view(-1, 1, 1)
     gradient = uniform(-0.05, 0.05).view(-1, 1, 1) * (torch.arange(size) / size).view(1, size, 1)
