@@ -56,7 +56,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     torch.manual_seed(0)
-    cfg = config.load(None, ["data.name=mnist", f"model.hidden={args.hidden}", f"model.latent_dim={args.latent}"])
+    cfg = config.load(None, ["data.name=mnist", "model.network=mlp", f"model.hidden={args.hidden}", f"model.latent_dim={args.latent}"])
     model = models.build(cfg).eval()
     images = torch.bernoulli(torch.full((args.images, 1, 28, 28), 0.15))
     new = lambda m, x, k: evaluation.log_weights(m, x, k)[0]  # noqa: E731

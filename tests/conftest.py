@@ -14,7 +14,8 @@ from typer.testing import CliRunner  # noqa: E402
 from vae_cli.cli import app  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TINY_MOONS = ["data.train_size=512", "data.test_size=128", "model.hidden=[64]", "train.batch_size=64"]
+# A small mlp: the tests that use it are about training, files and commands, not the network.
+TINY_MOONS = ["data.train_size=512", "data.test_size=128", "model.network=mlp", "model.hidden=[64]", "train.batch_size=64"]
 # benchmarks/gpu_check.sh --dry-run sets this to cpu: the tests marked cuda then run on the CPU.
 CHECK_DEVICE = os.environ.get("VAE_CHECK_DEVICE") or ("cuda" if torch.cuda.is_available() else None)
 

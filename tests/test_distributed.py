@@ -52,7 +52,7 @@ def test_two_processes_match_one_and_resume(tmp_path):
 
 
 def test_ctrl_c_under_torchrun_stops_every_rank_with_one_checkpoint(tmp_path):
-    longer = [a for o in ("data.train_size=16384", "data.test_size=128", "model.hidden=[64]",
+    longer = [a for o in ("data.train_size=16384", "data.test_size=128", "model.network=mlp", "model.hidden=[64]",
                           "train.batch_size=16", "train.epochs=2") for a in ("--set", o)]
     env = {**os.environ, "VAE_RUNS": str(tmp_path), "OMP_NUM_THREADS": "1"}
     launcher = subprocess.Popen(

@@ -15,7 +15,7 @@ PIXELS, LATENT, SIGMA = 64, 2, 0.5
 @pytest.fixture(scope="module")
 def linear_gaussian():
     torch.manual_seed(0)
-    cfg = config.load(None, ["data.image_size=8", "model.hidden=[]", f"model.latent_dim={LATENT}",
+    cfg = config.load(None, ["data.image_size=8", "model.network=mlp", "model.hidden=[]", f"model.latent_dim={LATENT}",
                              "model.likelihood=gaussian", f"model.gaussian_scale={SIGMA}"])
     model = models.build(cfg)
     decoder, encoder = model.decoder[0][0], model.encoder[1][0]

@@ -185,7 +185,7 @@ def vae_process(runs_dir: Path, *args) -> subprocess.Popen:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_mid_epoch_saves_and_resume_finishes_identically(runs_dir, sig):
-    longer = ["--set", "data.train_size=16384", "--set", "model.hidden=[256]", "--set", "train.batch_size=16",
+    longer = ["--set", "data.train_size=16384", "--set", "model.network=mlp", "--set", "model.hidden=[256]", "--set", "train.batch_size=16",
               "--set", "data.test_size=128", "--set", "train.epochs=3"]
     straight = vae_process(runs_dir, "train", *longer, "--name", "straight")
     assert straight.wait(timeout=300) == 0, straight.stdout.read()

@@ -10,7 +10,7 @@ from vae_cli import config, data, runs
 
 
 def train(vae, name, *overrides):
-    tiny = [o for o in TINY_MOONS if "model.kind=pca" not in overrides or not o.startswith("model.hidden")]
+    tiny = [o for o in TINY_MOONS if "model.kind=pca" not in overrides or not o.startswith(("model.hidden", "model.network"))]
     args = [a for o in (*tiny, *overrides) for a in ("--set", o)]
     result = vae("train", *args, "--name", name)
     assert result.exit_code == 0, result.output

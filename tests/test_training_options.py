@@ -10,7 +10,7 @@ from torch import nn
 
 from vae_cli import config, data, models, runs, training
 
-TINY = ["data.train_size=96", "data.test_size=32", "model.hidden=[16]", "train.batch_size=16"]
+TINY = ["data.train_size=96", "data.test_size=32", "model.network=mlp", "model.hidden=[16]", "train.batch_size=16"]
 
 
 def trainer_for(tmp_path, *overrides, name="run"):
