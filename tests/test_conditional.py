@@ -50,7 +50,7 @@ def first_samples(picture) -> torch.Tensor:
 
 def folder_settings(folder, *extra):
     settings = ["data.name=folder", f"data.path={folder}", f"data.image_size={SIZE}", "model.conditional=true",
-                "model.hidden=[128]", "model.latent_dim=2", "train.batch_size=16", "train.epochs=40", "train.lr=3e-3", *extra]
+                "model.network=mlp", "model.hidden=[128]", "model.latent_dim=2", "train.batch_size=16", "train.epochs=40", "train.lr=3e-3", *extra]
     return [a for s in settings for a in ("--set", s)]
 
 
@@ -112,7 +112,7 @@ def test_datasets_without_labels_are_refused_in_one_line(vae, runs_dir, tmp_path
 
 
 def test_label_on_an_unconditional_run(vae, runs_dir):
-    settings = ["data.train_size=64", "data.test_size=16", "model.hidden=[16]", "train.epochs=1"]
+    settings = ["data.train_size=64", "data.test_size=16", "model.network=mlp", "model.hidden=[16]", "train.epochs=1"]
     assert vae("train", *[a for s in settings for a in ("--set", s)]).exit_code == 0
     result = vae("sample", "--label", "7")
     assert result.exit_code == 2 and "is not conditional" in result.output

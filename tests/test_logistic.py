@@ -75,7 +75,7 @@ def test_an_rgb_folder_gets_bits_per_dim_without_an_offset(vae, runs_dir, tmp_pa
     for index in range(64):
         Image.new("RGB", (8, 8), colours[index % 4]).save(folder / f"{index}.png")
     settings = ["data.name=folder", f"data.path={folder}", "data.channels=3", "data.image_size=8",
-                "model.likelihood=logistic", "model.hidden=[64]", "model.latent_dim=2", "train.batch_size=8",
+                "model.likelihood=logistic", "model.network=mlp", "model.hidden=[64]", "model.latent_dim=2", "train.batch_size=8",
                 "train.epochs=40", "train.lr=1e-2"]
     result = vae("train", *[a for s in settings for a in ("--set", s)], "--name", "flat")
     assert result.exit_code == 0, result.output
