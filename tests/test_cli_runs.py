@@ -145,3 +145,23 @@ def test_tables_keep_their_rows_whole_in_a_pipe(tmp_path):
     rows = {line.split()[0]: line for line in printed.splitlines() if line.strip()}
     for entry in catalog.entries():
         assert entry.description in rows[entry.name], printed
+
+
+def test_a_long_run_name_stays_on_its_row_when_vae_runs_is_piped(vae, runs_dir):
+    """Piped, `vae runs` is as wide as its content (rich alone would cut it at 80 columns); a
+    COLUMNS the user set is still honoured."""
+    import os
+    import subprocess
+    import sys
+
+    name = "fashion-conv-beta4-latent32-cosine-lr3e-4-batch256-seed7-long"
+    assert vae("train", *TINY, "--set", "train.epochs=1", "--name", name).exit_code == 0
+
+    def piped(**columns):
+        env = {key: value for key, value in os.environ.items() if key != "COLUMNS"} | columns
+        return subprocess.run([sys.executable, "-m", "vae_cli", "runs"], capture_output=True, text=True,
+                              env=env, check=True).stdout.splitlines()
+    rows = [line.split() for line in piped() if line.split()[:1] == [name]]
+    assert len(rows) == 1 and rows[0][1:4] + rows[0][5:6] == ["moons", "vae", "1/1", "finished"], rows
+    narrow = piped(COLUMNS="80")
+    assert all(len(line) <= 80 for line in narrow) and not any(name in line for line in narrow), narrow
