@@ -48,11 +48,12 @@ def test_the_scatter_colours_each_class_on_its_side(tmp_path):
     """Two classes far apart: each one's colour (matplotlib's C0, C1) is on the picture, the
     first class's points left and low, the second's right and high."""
     import torch
+    from torchvision.transforms.functional import pil_to_tensor
     points = torch.tensor([[-2.0, -2.0]] * 50 + [[2.0, 2.0]] * 50) + 0.05 * torch.randn(100, 2)
     path = charts.draw_scatter(points, [0] * 50 + [1] * 50, ["zero", "one"], tmp_path / "s.png")
     with Image.open(path) as picture:
         width, height = picture.size
-        pixels = torch.from_numpy(__import__("numpy").asarray(picture.convert("RGB"))).int()
+        pixels = pil_to_tensor(picture.convert("RGB")).permute(1, 2, 0).int()  # (rows, columns, RGB)
     plot = pixels[:, :int(0.72 * width)]  # the legend, right of the axes, has both colours too
     centres = []
     for colour in ((31, 119, 180), (255, 127, 14)):
