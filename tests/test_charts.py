@@ -62,3 +62,17 @@ def test_the_scatter_colours_each_class_on_its_side(tmp_path):
         centres.append((xs.float().mean(), ys.float().mean()))
     (x0, y0), (x1, y1) = centres
     assert x0 < x1 and y0 > y1  # image rows grow downwards
+
+
+def test_drawing_leaves_the_callers_matplotlib_backend(tmp_path):
+    """A notebook that imports vae_cli and draws a run's curves keeps its own backend."""
+    import matplotlib
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        path = charts.draw_curves([{"epoch": 1, "train_loss": 3.0, "test_loss": 4.0}], tmp_path / "c.png")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
+    with Image.open(path) as picture:
+        assert (picture.format, picture.size) == ("PNG", (400, 340))

@@ -56,12 +56,11 @@ def term_names(metrics: list[dict]) -> list[str]:
 
 def draw_curves(metrics: list[dict], path: Path, title: str = "") -> Path:
     """Write the curves of `metrics` (the records of metrics.jsonl) to `path`, atomically."""
-    Figure = _figure_class()
     from matplotlib.ticker import MaxNLocator
 
     names = term_names(metrics)
     panels = max(1, len(names))
-    figure = Figure(figsize=(4 * panels, 3.4))
+    figure = _new_figure((4 * panels, 3.4))
     # Fixed margins: matplotlib's automatic layouts cost more than the drawing itself.
     figure.subplots_adjust(left=0.7 / (4 * panels), right=1 - 0.15 / (4 * panels), bottom=0.15, top=0.84,
                            wspace=0.3)
@@ -87,9 +86,8 @@ def draw_curves(metrics: list[dict], path: Path, title: str = "") -> Path:
 
 def draw_scatter(points: torch.Tensor, classes: list[int], legend: list[str], path: Path) -> Path:
     """2-D codes as points coloured by class (index into `legend`), with axes through 0."""
-    Figure = _figure_class()
     points = points.detach().cpu().double()
-    figure = Figure(figsize=(7.5, 6))
+    figure = _new_figure((7.5, 6))
     figure.subplots_adjust(left=0.1, right=0.75, bottom=0.1, top=0.92)
     ax = figure.subplots()
     classes = torch.tensor(classes)
@@ -105,11 +103,14 @@ def draw_scatter(points: torch.Tensor, classes: list[int], legend: list[str], pa
     return _save(figure, path)
 
 
-def _figure_class():
-    import matplotlib
-    matplotlib.use("Agg")  # files only: no display, also on a headless server
+def _new_figure(size: tuple[float, float]):
+    """A figure drawn by Agg (files only: no display, also on a headless server), without
+    pyplot and without matplotlib.use, so a notebook that imports vae_cli keeps its backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    return Figure
+    figure = Figure(figsize=size)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def _save(figure, path: Path) -> Path:
