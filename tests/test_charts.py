@@ -76,3 +76,17 @@ def test_drawing_leaves_the_callers_matplotlib_backend(tmp_path):
         matplotlib.use(before)
     with Image.open(path) as picture:
         assert (picture.format, picture.size) == ("PNG", (400, 340))
+
+
+def test_a_run_stopped_early_draws_the_epochs_it_skipped(vae, runs_dir, monkeypatch):
+    """Epoch 2's drawing is skipped as too costly, then the run is stopped after it (as by
+    Ctrl-C): curves.png still shows both epochs."""
+    from vae_cli import training
+    drawn, draw = [], charts.draw_curves
+    monkeypatch.setattr(charts, "draw_curves", lambda metrics, *rest: (drawn.append(len(metrics)), draw(metrics, *rest)))
+    monkeypatch.setattr(charts, "DRAWING_SHARE", 1e-12)  # only the first and last epochs would be drawn
+    monkeypatch.setattr(training.Trainer, "stop_requested", lambda self, stop: self.epoch == 2 and self.step == 0)
+    result = vae("train", *TINY, "--set", "train.epochs=3", "--name", "stopped")
+    assert result.exit_code == 130 and "after epoch 2" in result.output, result.output
+    assert drawn == [1, 2]
+    assert (runs_dir / "stopped" / "curves.png").is_file()

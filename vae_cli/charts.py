@@ -6,7 +6,7 @@ per term the model reports (recon, kl, ...), against the epoch.
 
 Drawing takes about a second on a laptop core, longer than a whole epoch of the small default
 models: after an epoch the picture is redrawn unless that would spend more than a tenth of the
-time since the last drawing, and always after the last epoch.
+time since the last drawing, and always after the last epoch or when the run is stopped early.
 
 matplotlib is imported here and only here, when a chart is drawn, so that the command line
 stays fast (`vae --help` never loads it)."""
@@ -31,14 +31,21 @@ class CurvesPicture:
     def __init__(self, path: Path, title: str = ""):
         self.path, self.title = path, title
         self.cost, self.drawn_at = 0.0, -math.inf
+        self.behind = False  # an epoch ended whose curves are not drawn yet
 
     def after_epoch(self, read_metrics: Callable[[], list[dict]], last: bool) -> None:
         started = time.perf_counter()
         if not last and (started - self.drawn_at) * DRAWING_SHARE < self.cost:
+            self.behind = True
             return
         draw_curves(read_metrics(), self.path, self.title)
         self.drawn_at = time.perf_counter()
-        self.cost = self.drawn_at - started
+        self.cost, self.behind = self.drawn_at - started, False
+
+    def catch_up(self, read_metrics: Callable[[], list[dict]]) -> None:
+        """Draw the epochs skipped so far: a run that stops early (Ctrl-C) leaves its curves whole."""
+        if self.behind:
+            self.after_epoch(read_metrics, last=True)
 
 
 def term_names(metrics: list[dict]) -> list[str]:

@@ -341,16 +341,21 @@ def train(config: Config, run_dir: Path, resume: dict | None = None, world: Worl
     columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
     board = Board(run_dir, config.to_dict(), trainer.global_step, enabled=world.is_main)
-    with StopRequests() as stop, Progress(*columns, console=console, transient=True,
-                                          disable=not world.is_main) as progress, closing(board):
-        while trainer.epoch < epochs:
-            started = time.perf_counter()
-            images_per_s = trainer.run_epoch(progress, stop, board)
-            record = trainer.end_epoch(images_per_s, time.perf_counter() - started, board)
-            records.append(record)
-            console.print(epoch_line(record, epochs, model), highlight=False, soft_wrap=True)
-            if trainer.stop_requested(stop) and trainer.epoch < epochs:
-                raise interrupted(stop, f"after epoch {trainer.epoch}", run_dir)
+    try:
+        with StopRequests() as stop, Progress(*columns, console=console, transient=True,
+                                              disable=not world.is_main) as progress, closing(board):
+            while trainer.epoch < epochs:
+                started = time.perf_counter()
+                images_per_s = trainer.run_epoch(progress, stop, board)
+                record = trainer.end_epoch(images_per_s, time.perf_counter() - started, board)
+                records.append(record)
+                console.print(epoch_line(record, epochs, model), highlight=False, soft_wrap=True)
+                if trainer.stop_requested(stop) and trainer.epoch < epochs:
+                    raise interrupted(stop, f"after epoch {trainer.epoch}", run_dir)
+    except TrainingInterrupted:
+        if world.is_main:
+            trainer.curves.catch_up(lambda: runs.read_metrics(run_dir))
+        raise
     return records
 
 
