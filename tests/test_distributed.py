@@ -60,9 +60,11 @@ def test_ctrl_c_under_torchrun_stops_every_rank_with_one_checkpoint(tmp_path):
          "-m", "vae_cli", "train", *longer, "--name", "cut"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
-    while not (tmp_path / "cut" / "metrics.jsonl").exists() and time.time() < deadline:
+    # curves.png is the last file of an epoch's end (its first drawing imports matplotlib, which
+    # takes seconds): then come the checkpoints and epoch 2.
+    while not (tmp_path / "cut" / "curves.png").exists() and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 2, which takes seconds with a collective every step
+    time.sleep(1.0)  # into epoch 2, which takes seconds with a collective every step
     launcher.send_signal(signal.SIGINT)  # torchrun passes it on to both workers
     output = launcher.communicate(timeout=120)[0]
     assert "resume with: vae train --resume" in output, output
