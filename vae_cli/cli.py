@@ -233,7 +233,7 @@ def sample(
     if sampler not in SAMPLERS:
         raise UsageError(f"--sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
     from . import latent, runs
-    from .images import save_grid
+    from .images import save_each, save_grid
     suffix = ("" if sampler == "prior" else f"_{sampler}") + ("" if label is None else f"_{_slug(label)}")
     out = files.check_can_write(out or runs.resolve_run(run) / f"sample_n{n}_seed{seed}_t{temperature:g}{suffix}.png")
     run_dir, run_config, model, target, _ = load_run(run, device, checkpoint)
@@ -245,9 +245,7 @@ def sample(
     images = latent.sample_images(model, n, seed, temperature, sampler=codes_from, labels=labels)
     console.print(f"wrote {save_grid(images, out)}")
     if individual:
-        folder = out.with_suffix("")
-        for index, image in enumerate(images):
-            save_grid(image.unsqueeze(0), folder / f"{index:05d}.png", columns=1, padding=0)
+        folder = save_each(images, out.with_suffix(""), [f"{index:05d}.png" for index in range(n)])
         console.print(f"wrote {n} images into {folder}/")
 
 
@@ -324,7 +322,7 @@ def interpolate(
 
     from . import data as data_module
     from . import evaluation, latent, runs
-    from .images import save_gif, save_grid
+    from .images import save_each, save_gif, save_grid
     image_a, image_b = data_module.load_references([a, b], run_config.data)
     for reference, image in ((a, image_a), (b, image_b)):
         message = evaluation.unfamiliar(model, image.to(target), saved.get("test_error"))
@@ -340,9 +338,8 @@ def interpolate(
     if gif:
         console.print(f"wrote {save_gif(path, out.with_suffix('.gif'))}")
     if individual:
-        folder = out.with_suffix("")
-        for t, image in zip(torch.linspace(0, 1, steps).tolist(), path):
-            save_grid(image.unsqueeze(0), folder / f"t{t:.3f}.png", columns=1, padding=0)
+        names = [f"t{t:.3f}.png" for t in torch.linspace(0, 1, steps).tolist()]
+        folder = save_each(path, out.with_suffix(""), names)
         console.print(f"wrote {steps} frames into {folder}/ (t0.000.png is A, t1.000.png is B)")
 
 

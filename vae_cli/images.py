@@ -172,6 +172,14 @@ def save_grid(images: torch.Tensor, path: Path, columns: int | None = None, padd
     return Path(path)
 
 
+def save_each(images: torch.Tensor, folder: Path, names: list[str]) -> Path:
+    """Write each image (n, C, H, W) as its own PNG, without padding, into `folder` under
+    `names` (one per image); returns the folder."""
+    for image, name in zip(images, names, strict=True):
+        save_grid(image.unsqueeze(0), Path(folder) / name, columns=1, padding=0)
+    return Path(folder)
+
+
 def save_gif(frames: torch.Tensor, path: Path, milliseconds_per_frame: int = 120) -> Path:
     """An animated GIF that plays frames (n, C, H, W) forwards then backwards, looping."""
     pictures = [to_pil(frame.unsqueeze(0), 1, padding=0) for frame in frames]
