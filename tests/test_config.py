@@ -104,16 +104,31 @@ def test_every_registry_matches_the_configs_choices():
     assert set(config.CONDITIONAL_KINDS) == set(models.CONDITIONAL_MODELS) <= set(models.MODELS)
     assert all(cls.conditional for cls in models.CONDITIONAL_MODELS.values())
     for f in dataclasses.fields(config.ModelConfig):
-        assert set(f.metadata["kinds"] or ()) <= set(models.MODELS), f.name
+        assert set(f.metadata["used_by"] or ()) <= set(models.MODELS), f.name
+    for f in dataclasses.fields(config.DataConfig):
+        assert set(f.metadata["used_by"] or ()) <= set(data.LOADERS), f.name
 
 
 def test_a_model_key_the_kind_does_not_use_is_refused_unless_left_at_its_default():
-    with pytest.raises(ConfigError, match=r"model.beta does nothing for model.kind=ae.*accepts model.network"):
+    with pytest.raises(ConfigError, match=r"model.beta does nothing for model.kind=ae.*reads model.network"):
         config.load(None, ["model.kind=ae", "model.beta=4"])
     with pytest.raises(ConfigError, match="model.hidden does nothing for model.kind=pca"):
         config.load(None, ["model.kind=pca", "model.hidden=[32]"])
     # A file written for a VAE can be tried as an autoencoder where its values are the defaults.
     assert config.load(None, ["model.kind=ae", "model.beta=1"]).model.kind == "ae"
+
+
+def test_a_data_key_the_dataset_does_not_read_is_refused_unless_left_at_its_default(tmp_path):
+    # A 12,000-image pilot on MNIST used to train on all 60,000 without a word.
+    with pytest.raises(ConfigError, match=r"data.train_size does nothing for data.name=mnist \(only for moons\)"):
+        config.load(None, ["data.name=mnist", "data.train_size=12000"])
+    with pytest.raises(ConfigError, match="data.test_fraction does nothing for data.name=moons"):
+        config.load(None, ["data.test_fraction=0.2"])
+    with pytest.raises(ConfigError, match="data.moons does nothing for data.name=folder"):
+        config.load(None, ["data.name=folder", f"data.path={tmp_path}", "data.moons=clean"])
+    saved = config.load(None, ["data.name=mnist", "data.train_size=8192"]).to_dict()["data"]
+    assert "train_size" not in saved and "moons" not in saved and saved["name"] == "mnist"
+    assert config.load(None, ["data.train_size=100"]).to_dict()["data"]["train_size"] == 100
 
 
 def test_keys_lists_what_a_kind_accepts(vae):

@@ -1,7 +1,7 @@
 """Run configuration: typed dataclasses with defaults, loaded from YAML, overridden by `--set`.
 
 Every check lives in this module. Each field carries its rules (type, allowed choices, lower
-bound, and for model keys the model kinds that use it) in its metadata, so the generic checker
+bound, and for model and data keys the model kinds or datasets that use it) in its metadata, so the generic checker
 below validates all of them the same way and the error names the key, the file and what is
 allowed. The choices mirror the registries of the modules that build things (models.MODELS,
 models.NETWORKS, objectives.LIKELIHOODS, data.LOADERS); tests/test_config.py ties them together.
@@ -32,30 +32,42 @@ SEED_MAX = 2**32 - 1  # seeds become torch generator seeds, combined with the ep
 
 
 def option(default, help: str, choices: tuple | None = None, minimum: float | None = None,
-           above: float | None = None, kinds: tuple[str, ...] | None = None, maximum: float | None = None):
-    """A config field: its default, a help line, and the rules the checker enforces; `kinds`
-    limits a model key to the model kinds that use it (None: every kind)."""
-    rules = {"help": help, "choices": choices, "minimum": minimum, "above": above, "kinds": kinds,
+           above: float | None = None, used_by: tuple[str, ...] | None = None, maximum: float | None = None):
+    """A config field: its default, a help line, and the rules the checker enforces; `used_by`
+    limits a key to the values of its section's selector (model.kind, data.name) that read it
+    (None: every value)."""
+    rules = {"help": help, "choices": choices, "minimum": minimum, "above": above, "used_by": used_by,
              "maximum": maximum}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=rules)
     return field(default=default, metadata=rules)
 
 
+class Section:
+    """A config section whose `selector` key decides which of its other keys are read."""
+    selector: typing.ClassVar[str | None] = None
+
+    def applies(self, name: str) -> bool:
+        """Whether key `name` is read for this section's selector value."""
+        used_by = next(f for f in dataclasses.fields(self) if f.name == name).metadata["used_by"]
+        return used_by is None or getattr(self, self.selector) in used_by
+
+
 @dataclass
-class DataConfig:
+class DataConfig(Section):
+    selector = "name"
     name: str = option("moons", "dataset", choices=("moons", "mnist", "fashion-mnist", "folder"))
     root: str | None = option(None, "folder holding MNIST/ and FashionMNIST/ (else $VAE_DATA, else ./data)")
-    path: str | None = option(None, "image folder for name=folder")
+    path: str | None = option(None, "the folder of images", used_by=("folder",))
     image_size: int = option(28, "images are resized to image_size x image_size", minimum=8, maximum=1024)
     channels: int = option(1, "1 = grayscale, 3 = RGB", choices=(1, 3))
     binarize: str = option("none", "none | static (once) | dynamic (every batch)",
                            choices=("none", "static", "dynamic"))
-    train_size: int = option(8192, "moons: number of training images", minimum=1)
-    test_size: int = option(1024, "moons: number of test images", minimum=1)
-    test_fraction: float = option(0.1, "folder: share of images held out for testing", above=0.0)
-    moons: str = option("photo", "moons: photo (what a camera sees: texture, sky, stars, waxing and waning) "
-                        "| clean (grey disks on black, lit from the right)", choices=("photo", "clean"))
+    train_size: int = option(8192, "number of training images", minimum=1, used_by=("moons",))
+    test_size: int = option(1024, "number of test images", minimum=1, used_by=("moons",))
+    test_fraction: float = option(0.1, "share of images held out for testing", above=0.0, used_by=("folder",))
+    moons: str = option("photo", "photo (what a camera sees: texture, sky, stars, waxing and waning) "
+                        "| clean (grey disks on black, lit from the right)", choices=("photo", "clean"), used_by=("moons",))
     crop: str = option("auto", "object (crop image files and moons to the square around the bright object) "
                        "| none (centre square) | auto (object for moons, else none)",
                        choices=("auto", "object", "none"))
@@ -77,43 +89,39 @@ LABELLED_DATA = ("mnist", "fashion-mnist", "folder")  # folder: when its images 
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
+    selector = "kind"
     kind: str = option("vae", "vae | iwae (importance-weighted bound) | ae (deterministic code) | "
                               "pca (linear, fitted once)", choices=MODEL_KINDS)
     network: str = option("conv", "encoder/decoder family; the decoder mirrors the encoder",
-                          choices=("mlp", "conv"), kinds=NETWORK_KINDS)
+                          choices=("mlp", "conv"), used_by=NETWORK_KINDS)
     hidden: list[int] = option([16, 32], "mlp: hidden layer sizes; conv: channels per stride-2 layer",
-                               kinds=NETWORK_KINDS)
+                               used_by=NETWORK_KINDS)
     activation: str = option("relu", "nonlinearity between layers", choices=("relu", "tanh", "elu", "silu"),
-                             kinds=NETWORK_KINDS)
+                             used_by=NETWORK_KINDS)
     latent_dim: int = option(4, "size of the code", minimum=1, maximum=4096)
     likelihood: str = option("bernoulli", "decoder distribution over pixels: bernoulli, gaussian, or logistic "
                                           "(discretized over the 256 values of 8-bit images: honest bits/dim)",
-                             choices=("bernoulli", "gaussian", "logistic"), kinds=NETWORK_KINDS)
+                             choices=("bernoulli", "gaussian", "logistic"), used_by=NETWORK_KINDS)
     gaussian_scale: float = option(0.1, "gaussian: pixel noise standard deviation (initial value if learned)",
-                                   above=0.0, kinds=NETWORK_KINDS)
-    learn_scale: bool = option(False, "gaussian: learn the pixel noise scale", kinds=NETWORK_KINDS)
+                                   above=0.0, used_by=NETWORK_KINDS)
+    learn_scale: bool = option(False, "gaussian: learn the pixel noise scale", used_by=NETWORK_KINDS)
     beta: float = option(1.0, "weight of the KL term (0 = no KL: the model collapses to an autoencoder; "
                               "the -ELBO is reported beside any other value)",
-                         minimum=0.0, kinds=KL_WEIGHTED_KINDS)
+                         minimum=0.0, used_by=KL_WEIGHTED_KINDS)
     kl_warmup_epochs: float = option(0.0, "training: the KL weight rises linearly from 0 to beta over this many "
-                                          "epochs (0 = none)", minimum=0.0, kinds=KL_WEIGHTED_KINDS)
+                                          "epochs (0 = none)", minimum=0.0, used_by=KL_WEIGHTED_KINDS)
     free_bits: float = option(0.0, "training: nats per latent dimension the KL is not pushed below, as a batch "
-                                   "average (Kingma et al. 2016; 0 = none)", minimum=0.0, kinds=KL_WEIGHTED_KINDS)
+                                   "average (Kingma et al. 2016; 0 = none)", minimum=0.0, used_by=KL_WEIGHTED_KINDS)
     k: int = option(5, "posterior samples per image in the importance-weighted bound (1 = the ELBO)",
-                    minimum=1, kinds=("iwae",))
+                    minimum=1, used_by=("iwae",))
     conditional: bool = option(False, "encoder and decoder also read each image's class, one-hot (needs "
                                       "mnist, fashion-mnist or a folder of class subfolders); "
-                                      "then vae sample --label NAME", kinds=CONDITIONAL_KINDS)
-
-    def applies(self, name: str) -> bool:
-        """Whether model key `name` is used by this config's kind."""
-        kinds = MODEL_FIELDS[name].metadata["kinds"]
-        return kinds is None or self.kind in kinds
+                                      "then vae sample --label NAME", used_by=CONDITIONAL_KINDS)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Section):
     epochs: int = option(10, "passes over the training set", minimum=1)
     batch_size: int = option(128, "images per optimizer step (the global batch under torchrun)", minimum=1,
                              maximum=1_000_000)
@@ -141,15 +149,12 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
-        """Plain values, without the model keys the kind does not use."""
-        values = dataclasses.asdict(self)
-        values["model"] = {name: value for name, value in values["model"].items() if self.model.applies(name)}
-        return values
+        """Plain values, without the keys the model kind or dataset does not read."""
+        return {section: {name: value for name, value in dataclasses.asdict(values).items() if values.applies(name)}
+                for section, values in vars(self).items()}
 
 
 SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
-MODEL_FIELDS = {f.name: f for f in dataclasses.fields(ModelConfig)}
-DEFAULT_MODEL = ModelConfig()
 
 
 def all_keys() -> list[str]:
@@ -164,10 +169,10 @@ def describe_keys(kind: str | None = None) -> list[tuple[str, object, str]]:
     for section, cls in SECTION_CLASSES.items():
         types = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            kinds = f.metadata["kinds"]
-            if kind is not None and kinds is not None and kind not in kinds:
+            used_by = f.metadata["used_by"]
+            if section == "model" and kind is not None and used_by is not None and kind not in used_by:
                 continue
-            only = f"; kind {', '.join(kinds)} only" if kinds and kind is None else ""
+            only = f"; {section}.{cls.selector} {', '.join(used_by)} only" if used_by and not (section == "model" and kind) else ""
             rows.append((f"{section}.{f.name}", defaults[section][f.name],
                          f"{f.metadata['help']} ({_describe(f, types[f.name])}{only})"))
     return rows
@@ -275,21 +280,24 @@ def from_dict(raw, source: str) -> Config:
         if section not in SECTION_CLASSES:
             raise _unknown_key(str(section), source)
     config = Config(**sections)
-    _check_kind_options(config, source)
+    for section, values in vars(config).items():
+        _check_unread_keys(section, values, source)
     _check_combination(config, source)
     return config
 
 
-def _check_kind_options(config: Config, source: str) -> None:
-    """A model key the kind does not use must keep its default (as old run folders store
-    them): a set value would silently do nothing."""
-    model = config.model
-    for name, f in MODEL_FIELDS.items():
-        if not model.applies(name) and getattr(model, name) != getattr(DEFAULT_MODEL, name):
-            accepted = ", ".join(f"model.{n}" for n in MODEL_FIELDS if model.applies(n) and n != "kind")
-            raise ConfigError(f"{source}: model.{name} does nothing for model.kind={model.kind} "
-                              f"(only for {', '.join(f.metadata['kinds'])}): remove it; "
-                              f"kind {model.kind} accepts {accepted}")
+def _check_unread_keys(section: str, values: Section, source: str) -> None:
+    """A key that the section's model kind or dataset does not read must keep its default (as
+    old run folders store them): a set value would silently do nothing."""
+    default = type(values)()
+    names = [f.name for f in dataclasses.fields(values)]
+    for name in names:
+        if not values.applies(name) and getattr(values, name) != getattr(default, name):
+            selector = f"{section}.{values.selector}={getattr(values, values.selector)}"
+            users = ", ".join(next(f for f in dataclasses.fields(values) if f.name == name).metadata["used_by"])
+            read = ", ".join(f"{section}.{n}" for n in names if values.applies(n) and n != values.selector)
+            raise ConfigError(f"{source}: {section}.{name} does nothing for {selector} (only for {users}): "
+                              f"remove it; {selector} reads {read}")
 
 
 def unlabelled_data_error(config: Config, source: str) -> ConfigError:
