@@ -1,6 +1,12 @@
 """Finding and loading runs through the CLI: runs trained elsewhere, the runs folder, resume
 edge cases and configs that say nothing."""
 
+import json
+import os
+import socket
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -123,6 +129,8 @@ def test_vae_runs_lists_newest_first_and_shows_one(vae, runs_dir):
     assert rows[0][1:6] == ["moons", "vae", "2/2", f"{best:.2f}", "finished"]
     assert rows[1][3:4] + rows[1][5:6] == ["1/3", "interrupted"]
 
+    assert not (runs_dir / "newer" / runs.TRAINING_MARK).exists()  # only while a process trains it
+
     result = vae("runs", "newer")
     assert result.exit_code == 0, result.output
     for text in ("hidden [64]", "test_loss", "checkpoints/last.pt", "samples_002.png", "config.yaml"):
@@ -165,3 +173,23 @@ def test_a_long_run_name_stays_on_its_row_when_vae_runs_is_piped(vae, runs_dir):
     assert len(rows) == 1 and rows[0][1:4] + rows[0][5:6] == ["moons", "vae", "1/1", "finished"], rows
     narrow = piped(COLUMNS="80")
     assert all(len(line) <= 80 for line in narrow) and not any(name in line for line in narrow), narrow
+
+
+def test_a_run_being_trained_shows_as_training_and_cannot_be_resumed_twice(vae, runs_dir):
+    assert vae("train", *TINY, "--set", "train.epochs=1", "--name", "cut").exit_code == 0
+    path = runs_dir / "cut" / "config.yaml"
+    path.write_text(path.read_text().replace("epochs: 1", "epochs: 3"))
+    with runs.training_mark(runs_dir / "cut"):  # this test's own, live process
+        assert runs.summary(runs_dir / "cut")["state"] == "training"
+        result = vae("train", "--resume", runs_dir / "cut")
+        assert result.exit_code == 2 and f"being trained right now by process {os.getpid()}" in result.output
+    assert runs.summary(runs_dir / "cut")["state"] == "interrupted"
+
+    # A mark left behind by a killed process names a process that no longer exists.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (runs_dir / "cut" / runs.TRAINING_MARK).write_text(json.dumps({"host": socket.gethostname(), "pid": gone.pid}))
+    assert runs.summary(runs_dir / "cut")["state"] == "interrupted"
+    result = vae("train", "--resume", runs_dir / "cut", "--set", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    assert not (runs_dir / "cut" / runs.TRAINING_MARK).exists()

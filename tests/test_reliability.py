@@ -201,6 +201,7 @@ def test_signal_mid_epoch_saves_and_resume_finishes_identically(runs_dir, sig):
     assert "resume with: vae train --resume" in output
     saved = torch.load(runs_dir / "cut/checkpoints/last.pt", weights_only=True)
     assert saved["epoch"] < 3 and 0 < saved["step"] < 1024, (saved["epoch"], saved["step"])  # mid-epoch
+    assert runs.summary(runs_dir / "cut")["state"] == "interrupted"  # no longer "training"
 
     resumed = vae_process(runs_dir, "train", "--resume", runs_dir / "cut")
     assert resumed.wait(timeout=300) == 0, resumed.stdout.read()

@@ -6,6 +6,7 @@ each command imports the modules it needs inside its body. `vae --help`, `vae ke
 configs` and every usage error answer without loading torch (tests/test_cli_speed.py checks it).
 """
 
+import contextlib
 import functools
 import json
 import os
@@ -157,6 +158,7 @@ def train(
     from . import device as device_module
     from . import distributed, resources, runs, training
     if resume is not None:
+        runs.refuse_if_training(resume)
         path = resume / "checkpoints" / "last.pt"
         checkpoint = runs.load_checkpoint(path)
         # Anything but the length of the run and the device would make the resumed run a different one.
@@ -186,7 +188,8 @@ def train(
                 if checkpoint is None:
                     resources.check_disk(run_config, run_dir, shutil.disk_usage(run_dir).free)
                 config_module.save(run_config, run_dir / "config.yaml", origin)
-            training.train(run_config, run_dir, resume=checkpoint, world=world)
+            with runs.training_mark(run_dir) if world.is_main else contextlib.nullcontext():
+                training.train(run_config, run_dir, resume=checkpoint, world=world)
         except BaseException:
             if world.is_main:
                 runs.settle_failed_run(run_dir, new=checkpoint is None)

@@ -6,6 +6,7 @@ A run directory holds everything needed to reproduce and inspect a run:
   checkpoints/last.pt    where training stopped (model, optimizer, position, RNG states)
   checkpoints/best.pt    the weights with the lowest test loss
   reconstructions_XXX.png, samples_XXX.png   pictures per epoch
+  training.json          only while a `vae train` process writes the run: its host and process id
 
 Checkpoints hold only tensors and plain data and are read with weights_only=True, so a
 checkpoint handed over by someone else cannot run code.
@@ -17,7 +18,9 @@ import os
 import pickle
 import re
 import shutil
+import socket
 import zipfile
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -69,6 +72,50 @@ def discard_run(run_dir: Path) -> None:
         run_dir.parent.rmdir()
     except OSError:
         pass  # not empty: other runs live there
+
+
+TRAINING_MARK = "training.json"
+
+
+@contextmanager
+def training_mark(run_dir: Path):
+    """Mark `run_dir` as being trained by this process while the block runs, so that `vae runs`
+    tells a live run from an interrupted one and a second `vae train --resume` cannot write
+    into it at the same time."""
+    mark = run_dir / TRAINING_MARK
+    files.write_text(mark, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    try:
+        yield
+    finally:
+        mark.unlink(missing_ok=True)
+
+
+def trainer_of(run_dir: Path) -> str | None:
+    """'process N' (or 'process N on HOST') of the `vae train` writing `run_dir` now, or None.
+    A mark left by a killed process on this host is recognised by its dead process id."""
+    try:
+        mark = json.loads((run_dir / TRAINING_MARK).read_text(encoding="utf-8"))
+        host, pid = str(mark["host"]), int(mark["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if host != socket.gethostname():
+        return f"process {pid} on {host}"  # another machine's processes cannot be looked up: trust the mark
+    if os.name == "posix":  # on Windows signal 0 is CTRL_C_EVENT, not a probe
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's
+    return f"process {pid}"
+
+
+def refuse_if_training(run_dir: Path) -> None:
+    trainer = trainer_of(run_dir)
+    if trainer is not None:
+        raise UsageError(f"{run_dir} is being trained right now by {trainer}: wait for it to finish, or stop it "
+                         f"(Ctrl-C, which saves) and resume then; if no such process exists, "
+                         f"delete {run_dir / TRAINING_MARK}")
 
 
 def settle_failed_run(run_dir: Path, new: bool) -> None:
@@ -201,7 +248,7 @@ def summary(run_dir: Path) -> dict:
     files = [p for p in run_dir.rglob("*") if p.is_file()]
     return {"name": run_dir.name, "dataset": config.data.name, "kind": config.model.kind,
             "epochs": f"{done}/{planned}", "best_test_loss": min(losses) if losses else None,
-            "state": "finished" if done >= planned else "interrupted",
+            "state": "finished" if done >= planned else "training" if trainer_of(run_dir) else "interrupted",
             "when": datetime.fromtimestamp(max(p.stat().st_mtime for p in files)) if files else None,
             "config": config, "last_metrics": metrics[-1] if metrics else {}, "files": files}
 
