@@ -92,7 +92,18 @@ def test_sample_draws_the_class_asked_for(vae, runs_dir, bars):
     result = vae("eval", "--k", 5)
     assert result.exit_code == 0, result.output
     result = vae("interpolate", "test:0", "test:1")
-    assert result.exit_code == 2 and "conditional" in result.output
+    assert result.exit_code == 2 and "is conditional: vae interpolate needs --label NAME" in result.output
+
+    # Two horizontal bars, near the top and near the bottom: the blend within their class stays horizontal.
+    ends = []
+    for position in (2, SIZE - 4):
+        ends.append(runs_dir / f"bar{position}.png")
+        bar("horizontal", position).save(ends[-1])
+    result = vae("interpolate", *ends, "--label", "horizontal", "--steps", 7, "--out", runs_dir / "blend.png")
+    assert result.exit_code == 0, result.output
+    strip = pil_to_tensor(Image.open(runs_dir / "blend.png"))[0].float() / 255
+    frames = torch.stack([strip[2:2 + SIZE, 2 + c * (SIZE + 2):2 + c * (SIZE + 2) + SIZE] for c in range(1, 8)])
+    assert bool((orientation(frames.unsqueeze(1)) > 0).all()), orientation(frames.unsqueeze(1))
 
 
 def test_datasets_without_labels_are_refused_in_one_line(vae, runs_dir, tmp_path):
@@ -115,4 +126,6 @@ def test_label_on_an_unconditional_run(vae, runs_dir):
     settings = ["data.train_size=64", "data.test_size=16", "model.network=mlp", "model.hidden=[16]", "train.epochs=1"]
     assert vae("train", *[a for s in settings for a in ("--set", s)]).exit_code == 0
     result = vae("sample", "--label", "7")
+    assert result.exit_code == 2 and "is not conditional" in result.output
+    result = vae("interpolate", "test:0", "test:1", "--label", "7")
     assert result.exit_code == 2 and "is not conditional" in result.output

@@ -307,6 +307,7 @@ def interpolate(
     device: DeviceOption = "auto",
     individual: Annotated[bool, typer.Option(help="Also write each decoded frame as its own PNG, named by its t.")] = False,
     checkpoint: CheckpointOption = "best",
+    label: Annotated[Optional[str], typer.Option(help="Conditional runs (required for them): the class both images are encoded and the path decoded with, by name (7, sneaker, a folder's subfolder).")] = None,
 ):
     """Blend two images through the latent space: encode both, walk between the codes, decode.
 
@@ -319,8 +320,10 @@ def interpolate(
         files.check_writable(out.parent)  # before any work
     run_dir, run_config, model, target, saved = load_run(run, device, checkpoint,
                                                          writes="." if out is None else None)
-    from . import runs
-    runs.refuse_conditional(model, run_dir, "vae interpolate")
+    if model.conditional and label is None:
+        raise UsageError(f"{run_dir} is conditional: vae interpolate needs --label NAME, the class to blend "
+                         f"within (one of {', '.join(model.classes)})")
+    label_index = None if label is None else _label_index(model, label, run_dir).to(target)
     import torch
 
     from . import data as data_module
@@ -328,12 +331,13 @@ def interpolate(
     from .images import save_each, save_gif, save_grid
     image_a, image_b = data_module.load_references([a, b], run_config.data)
     for reference, image in ((a, image_a), (b, image_b)):
-        message = evaluation.unfamiliar(model, image.to(target), saved.get("test_error"))
+        message = evaluation.unfamiliar(model, image.to(target), saved.get("test_error"), label_index)
         if message:
             warn(f"{reference}: {message}")
-    path = latent.interpolation_strip(model, image_a.to(target), image_b.to(target), steps, method).cpu()
+    path = latent.interpolation_strip(model, image_a.to(target), image_b.to(target), steps, method, label_index).cpu()
     if out is None:
-        out = runs.unused_path(run_dir / f"interpolate_{_slug(a)}_{_slug(b)}_{method}_{steps}steps.png")
+        suffix = "" if label is None else f"_{_slug(label)}"
+        out = runs.unused_path(run_dir / f"interpolate_{_slug(a)}_{_slug(b)}_{method}_{steps}steps{suffix}.png")
     elif out.exists():
         warn(f"{out} exists and is replaced, as --out asked")
     files.check_can_write(out)

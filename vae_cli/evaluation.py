@@ -50,13 +50,13 @@ def error_profile(errors: torch.Tensor) -> dict:
 UNFAMILIAR_FACTOR = 3.0  # times the test set's 99% point
 
 
-def unfamiliar(model, image: torch.Tensor, profile: dict | None) -> str | None:
-    """Why the model will blend `image` poorly, if its reconstruction error is far above the
-    test set's (profile from error_profile); None if it looks like training data or no profile
-    was stored."""
+def unfamiliar(model, image: torch.Tensor, profile: dict | None, label: torch.Tensor | None = None) -> str | None:
+    """Why the model will blend `image` poorly, if its reconstruction error (with its `label`,
+    for a conditional model) is far above the test set's (profile from error_profile); None if
+    it looks like training data or no profile was stored."""
     if not profile:
         return None
-    error = float(squared_errors(model, image.unsqueeze(0))[0])
+    error = float(squared_errors(model, image.unsqueeze(0), labels=label)[0])
     if error <= UNFAMILIAR_FACTOR * profile["p99"]:
         return None
     return (f"unlike the training images (reconstruction error {error:.2f}, {error / profile['median']:.0f}x "

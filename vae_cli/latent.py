@@ -29,10 +29,13 @@ def interpolate_codes(a: torch.Tensor, b: torch.Tensor, steps: int, method: str 
 
 
 @torch.inference_mode()
-def interpolation_strip(model, a: torch.Tensor, b: torch.Tensor, steps: int, method: str) -> torch.Tensor:
-    """Decoded images along the path between the posterior means of images a and b: (steps, C, H, W)."""
-    codes = model.encode(torch.stack([a, b]))[0]
-    return model.decode_image(interpolate_codes(codes[0], codes[1], steps, method))
+def interpolation_strip(model, a: torch.Tensor, b: torch.Tensor, steps: int, method: str,
+                        label: torch.Tensor | None = None) -> torch.Tensor:
+    """Decoded images along the path between the posterior means of images a and b: (steps, C, H, W);
+    a conditional model encodes both and decodes the path with the one class `label`."""
+    codes = model.encode(torch.stack([a, b]), None if label is None else label.expand(2))[0]
+    return model.decode_image(interpolate_codes(codes[0], codes[1], steps, method),
+                              None if label is None else label.expand(steps))
 
 
 @torch.inference_mode()

@@ -218,7 +218,7 @@ def refuse_conditional(model, run_dir: Path, command: str) -> None:
     """The commands that encode images without their labels stop at a conditional run."""
     if model.conditional:
         raise UsageError(f"{command} does not take labels yet, and {run_dir} is conditional: "
-                         f"use vae sample --label or vae plot")
+                         f"use vae sample --label, vae interpolate --label or vae plot")
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:
