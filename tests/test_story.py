@@ -10,7 +10,9 @@ from vae_cli import config, data, runs
 
 
 def train(vae, name, *overrides):
-    tiny = [o for o in TINY_MOONS if "model.kind=pca" not in overrides or not o.startswith(("model.hidden", "model.network"))]
+    """Train run `name` with the tiny settings that the overrides' dataset and model kind read."""
+    target = config.load(None, list(overrides))
+    tiny = [o for o in TINY_MOONS if getattr(target, o.split(".")[0]).applies(o.split("=")[0].split(".")[1])]
     args = [a for o in (*tiny, *overrides) for a in ("--set", o)]
     result = vae("train", *args, "--name", name)
     assert result.exit_code == 0, result.output
