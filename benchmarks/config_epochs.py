@@ -6,7 +6,7 @@ Run by hand (not a test):
 Each config trains for one epoch in its own process (`vae train --config NAME --set
 train.epochs=1`, runs in a temporary folder); the time is the epoch's own `seconds` in
 metrics.jsonl (data loading and start-up excluded). --write records it in the config's leading
-comment as `# epoch: 1.7 s (<machine>)`. folder-rgb64 needs your images and is skipped.
+comment as `# epoch: 1.7 s (<machine>)`. The folder configs need your images and are skipped.
 """
 
 import argparse
@@ -19,9 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-NEEDS_USER_DATA = {"folder-rgb64"}
 
 
 def epoch_seconds(name: str) -> float:
@@ -30,6 +31,10 @@ def epoch_seconds(name: str) -> float:
                         "train.epochs=1", "--name", "bench"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
                        env=os.environ | {"VAE_RUNS": runs, "PYTHONPATH": str(ROOT)})
         return json.loads((Path(runs) / "bench" / "metrics.jsonl").read_text().splitlines()[0])["seconds"]
+
+
+def needs_user_data(path: Path) -> bool:
+    return (yaml.safe_load(path.read_text()).get("data") or {}).get("name") == "folder"
 
 
 def record(name: str, text: str) -> None:
@@ -47,7 +52,7 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help="configs to time (default: all that need no user data)")
     parser.add_argument("--write", action="store_true", help="record the times in the configs")
     args = parser.parse_args()
-    names = args.names or sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem not in NEEDS_USER_DATA)
+    names = args.names or sorted(p.stem for p in CONFIGS.glob("*.yaml") if not needs_user_data(p))
     machine = f"{os.cpu_count()}-core {platform.machine()} CPU"
     for name in names:
         seconds = epoch_seconds(name)
