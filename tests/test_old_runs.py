@@ -74,3 +74,19 @@ def test_an_old_run_samples_and_evaluates_through_the_cli(vae, old_run):
     report = json.loads((run_dir / "eval.json").read_text())
     assert report["squared_error"] > 0
     assert ("nll" in report) == (run_dir.name == "old-vae")
+
+
+def test_an_old_run_that_stored_data_keys_its_dataset_ignores_still_loads(runs_dir):
+    """Data keys the dataset does not read are refused in new configs; older runs stored them
+    all, with values that did nothing (here a folder run's moons train_size)."""
+    run_dir = runs_dir / "old-folder"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    checkpoint = old_checkpoint("vae")
+    checkpoint["config"]["data"] |= {"name": "folder", "path": "pictures"}
+    torch.save(checkpoint, run_dir / "checkpoints" / "best.pt")
+    (run_dir / "config.yaml").write_text(json.dumps(checkpoint["config"]))  # JSON is YAML
+    config, model, _ = runs.load_model(run_dir)
+    assert (config.data.name, config.data.train_size) == ("folder", 8192)  # the unread 512 is dropped
+    assert runs.summary(run_dir)["dataset"] == "folder"
+    with pytest.raises(runs.ConfigError, match="data.train_size does nothing for data.name=folder"):
+        runs.config_module.from_dict(checkpoint["config"], "a new config")

@@ -155,6 +155,7 @@ class Config:
 
 
 SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+SECTION_FIELDS = {section: {f.name for f in dataclasses.fields(cls)} for section, cls in SECTION_CLASSES.items()}
 
 
 def all_keys() -> list[str]:
@@ -284,6 +285,18 @@ def from_dict(raw, source: str) -> Config:
         _check_unread_keys(section, values, source)
     _check_combination(config, source)
     return config
+
+
+def from_stored(raw, source: str) -> Config:
+    """A Config from one the tool saved itself (a checkpoint's, a run folder's config.yaml).
+    Data keys its dataset does not read are dropped first: older versions stored every data
+    key and accepted values that did nothing, and such a run must still load."""
+    if isinstance(raw, dict) and isinstance(raw.get("data"), dict):
+        dataset = DataConfig(name=raw["data"].get("name", DataConfig.name))
+        read = {f.name for f in dataclasses.fields(DataConfig) if dataset.applies(f.name)}
+        raw = {**raw, "data": {key: value for key, value in raw["data"].items()
+                               if key in read or key not in SECTION_FIELDS["data"]}}
+    return from_dict(raw, source)
 
 
 def _check_unread_keys(section: str, values: Section, source: str) -> None:

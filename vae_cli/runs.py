@@ -193,7 +193,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 
 def config_of(checkpoint: dict, path: Path) -> Config:
     try:
-        return config_module.from_dict(checkpoint["config"], f"config stored in {path}")
+        return config_module.from_stored(checkpoint["config"], f"config stored in {path}")
     except (KeyError, ConfigError) as error:
         raise VaeError(f"{path}: its stored config is unusable ({error})") from None
 
@@ -241,7 +241,8 @@ def truncate_metrics(run_dir: Path, epochs: int) -> None:
 
 def summary(run_dir: Path) -> dict:
     """What `vae runs` shows of one run, read from its config.yaml, metrics.jsonl and files."""
-    config = config_module.load(run_dir / "config.yaml")
+    path = run_dir / "config.yaml"
+    config = config_module.from_stored(config_module.read_yaml(path), str(path))
     metrics = read_metrics(run_dir)
     losses = [m.get("test_loss", m.get("test_squared_error")) for m in metrics]
     done, planned = len(metrics), 1 if config.model.kind == "pca" else config.train.epochs
