@@ -47,9 +47,13 @@ class Section:
     """A config section whose `selector` key decides which of its other keys are read."""
     selector: typing.ClassVar[str | None] = None
 
+    def used_by(self, name: str) -> tuple[str, ...] | None:
+        """The selector values that read key `name` (None: every value)."""
+        return next(f for f in dataclasses.fields(self) if f.name == name).metadata["used_by"]
+
     def applies(self, name: str) -> bool:
         """Whether key `name` is read for this section's selector value."""
-        used_by = next(f for f in dataclasses.fields(self) if f.name == name).metadata["used_by"]
+        used_by = self.used_by(name)
         return used_by is None or getattr(self, self.selector) in used_by
 
 
@@ -293,9 +297,8 @@ def from_stored(raw, source: str) -> Config:
     key and accepted values that did nothing, and such a run must still load."""
     if isinstance(raw, dict) and isinstance(raw.get("data"), dict):
         dataset = DataConfig(name=raw["data"].get("name", DataConfig.name))
-        read = {f.name for f in dataclasses.fields(DataConfig) if dataset.applies(f.name)}
         raw = {**raw, "data": {key: value for key, value in raw["data"].items()
-                               if key in read or key not in SECTION_FIELDS["data"]}}
+                               if key not in SECTION_FIELDS["data"] or dataset.applies(key)}}
     return from_dict(raw, source)
 
 
@@ -307,7 +310,7 @@ def _check_unread_keys(section: str, values: Section, source: str) -> None:
     for name in names:
         if not values.applies(name) and getattr(values, name) != getattr(default, name):
             selector = f"{section}.{values.selector}={getattr(values, values.selector)}"
-            users = ", ".join(next(f for f in dataclasses.fields(values) if f.name == name).metadata["used_by"])
+            users = ", ".join(values.used_by(name))
             read = ", ".join(f"{section}.{n}" for n in names if values.applies(n) and n != values.selector)
             raise ConfigError(f"{source}: {section}.{name} does nothing for {selector} (only for {users}): "
                               f"remove it; {selector} reads {read}")
