@@ -43,6 +43,14 @@ def figure(request):
     return record
 
 
+@pytest.fixture(autouse=True)
+def decoded_image_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own, empty decoded-image cache folder (cache.py), never ~/.cache."""
+    folder = tmp_path_factory.mktemp("vae-cache")
+    monkeypatch.setenv("VAE_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture
 def runs_dir(tmp_path, monkeypatch):
     """Every test writes its runs into its own folder and works in a scratch directory."""

@@ -503,6 +503,44 @@ def list_configs():
     console.print(f"from {catalog.folder()}", highlight=False, soft_wrap=True)
 
 
+@app.command("cache")
+@friendly_errors
+def show_cache(
+    clear: Annotated[bool, typer.Option("--clear", help="Remove every cache file (the next run decodes its folder again).")] = False,
+):
+    """List the decoded-image caches of image folders (data.name=folder), or clear them.
+
+    A folder is decoded once into a file of pixels under $VAE_CACHE (default
+    $XDG_CACHE_HOME/vae-cli, else ~/.cache/vae-cli) that later runs and commands map instead
+    of decoding it again; a changed folder or setting is decoded again by itself."""
+    from . import cache
+    folder = cache.location()
+    if clear:
+        removed, freed = cache.clear()
+        console.print(f"removed {removed} cache file(s), {freed / 1e6:,.1f} MB, from {folder}", highlight=False)
+        return
+    found = cache.entries()
+    if not found:
+        console.print(f"no decoded-image caches in {folder}", highlight=False, soft_wrap=True)
+        return
+    table = Table(title=f"decoded-image caches in {folder}", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    for column in ("folder", "images", "pixels", "crop", "MB", "built", "file"):
+        table.add_column(column, no_wrap=True, justify="right" if column in ("images", "MB") else "left")
+    for entry in found:
+        megabytes = f"{entry['bytes'] / 1e6:,.1f}"
+        if "problem" in entry:
+            table.add_row(f"({entry['problem']}: rebuilt or removed when next used)", "", "", "", megabytes, "",
+                          entry["path"].name)
+            continue
+        channels, height, width = entry["shape"]
+        table.add_row(entry["folder"], f"{entry['count']:,}", f"{channels}x{height}x{width}",
+                      entry["settings"]["framing"], megabytes, entry["built"] or "", entry["path"].name)
+    console.print(table)
+    console.print(f"{sum(e['bytes'] for e in found) / 1e6:,.1f} MB in all; `vae cache --clear` removes them",
+                  highlight=False)
+
+
 @app.command("runs")
 @friendly_errors
 def list_runs(

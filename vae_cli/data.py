@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import PIL
 import torch
+import torchvision
 from rich.markup import escape
 from rich.progress import track
 from torchvision import datasets
 
-from . import moons
+from . import cache, moons
 from .config import DataConfig
 from .console import err_console, warn
 from .errors import UsageError, VaeError
@@ -135,30 +137,56 @@ def _read_or_none(path: Path, channels: int, size: int, crop: str) -> torch.Tens
 
 
 def _load_folder(config: DataConfig):
+    """A folder's images, decoded once into the decoded-image cache (cache.py) and mapped from it."""
     root = Path(config.path)
     if not root.is_dir():
         raise VaeError(f"data.path {root} is not a folder: point it at a folder of images")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    # Everything that changes the pixels or the split: a cache made with other values is stale.
+    settings = {"image_size": config.image_size, "channels": config.channels, "framing": config.framing,
+                "test_fraction": config.test_fraction, "split_seed": SPLIT_SEED,
+                "pillow": PIL.__version__, "torchvision": torchvision.__version__}
+    stored = cache.load_or_build(root, files, settings, (config.channels, config.image_size, config.image_size),
+                                 partial(_decode_folder, root=root, files=files, config=config))
+    if stored.meta["unreadable"]:
+        warn(f"skipped {stored.meta['unreadable']} unreadable image file(s) in {root}")
+    n_test = stored.meta["n_test"]
+    return (stored.images[n_test:], stored.labels[n_test:], stored.images[:n_test], stored.labels[:n_test],
+            stored.meta["classes"])
+
+
+def _decode_folder(builder, root: Path, files: list[Path], config: DataConfig):
+    """Decode every file into `builder`, labelled by its subfolder, and fix the split: a seeded
+    shuffle whose first test_fraction is the test split."""
     class_names = sorted({p.parent.relative_to(root).as_posix() for p in files})
-    # PIL releases the GIL while decoding, so threads decode a large folder on every core.
-    with ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
-        decoded = list(track(pool.map(partial(_read_or_none, channels=config.channels, size=config.image_size, crop=config.framing), files),
-                             total=len(files), description=escape(f"decoding {root}"), console=err_console,
-                             transient=True, disable=len(files) < 1000))
-    images = [image for image in decoded if image is not None]
-    labels = [class_names.index(path.parent.relative_to(root).as_posix())
-              for path, image in zip(files, decoded) if image is not None]
-    unreadable = len(files) - len(images)
-    if unreadable:
-        warn(f"skipped {unreadable} unreadable image file(s) in {root}")
-    if len(images) < 2:
-        raise VaeError(f"{root} holds {len(images)} readable image(s) "
+    class_index = {name: index for index, name in enumerate(class_names)}
+    unreadable = 0
+    for path, image in zip(files, _decode(files, config)):
+        if image is None:
+            unreadable += 1
+        else:
+            builder.add(image, class_index[path.parent.relative_to(root).as_posix()])
+    count = len(files) - unreadable
+    if count < 2:
+        raise VaeError(f"{root} holds {count} readable image(s) "
                        f"({', '.join(sorted(IMAGE_SUFFIXES))}); a training and a test split need at least 2")
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    images, labels = torch.stack(images)[order], torch.tensor(labels)[order]
-    n_test = min(len(images) - 1, max(1, round(config.test_fraction * len(images))))
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    n_test = min(count - 1, max(1, round(config.test_fraction * count)))
     classes = class_names if len(class_names) > 1 else None  # all in one folder: no labels
-    return images[n_test:], labels[n_test:], images[:n_test], labels[:n_test], classes
+    return builder.finish(order, {"n_test": n_test, "classes": classes, "unreadable": unreadable})
+
+
+def _decode(files: list[Path], config: DataConfig):
+    """Each file as training images are read (None where unreadable), in order."""
+    # PIL releases the GIL while decoding, so threads decode a large folder on every core.
+    pool = ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1))
+    try:
+        yield from track(pool.map(partial(_read_or_none, channels=config.channels, size=config.image_size,
+                                          crop=config.framing), files),
+                         total=len(files), description=escape(f"decoding {Path(config.path)}"), console=err_console,
+                         transient=True, disable=len(files) < 1000)
+    finally:
+        pool.shutdown(cancel_futures=True)  # a build that failed does not wait for the rest of the folder
 
 
 LOADERS = {
