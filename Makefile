@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 INSTALLED = $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test builtin clean
 
 install: $(INSTALLED)
 
@@ -24,6 +24,11 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
+
+# Retrains the built-in moons model (vae_cli/weights/moons.pt, `--run builtin:moons`) from the
+# shipped configs/moons.yaml and its seed: run it whenever that config changes, and commit the file.
+builtin: $(INSTALLED)
+	$(BIN)/python -m vae_cli.builtin
 
 clean:
 	rm -rf $(VENV)

@@ -57,6 +57,7 @@ def test_interpolate_names_never_replace_and_individual_frames_include_the_midpo
                      "interpolate_full_half_slerp_11steps_2.png"]
     frames = sorted(p.name for p in (tiny_run / "interpolate_full_half_slerp_11steps").iterdir())
     assert len(frames) == 11 and frames[0] == "t0.000.png" and "t0.500.png" in frames
+    assert "t0.000.png decodes A's code, t1.000.png B's" in " ".join(first.output.split())
     assert Image.open(tiny_run / "interpolate_full_half_slerp_11steps" / "t0.500.png").size == (28, 28)
 
 
@@ -114,6 +115,15 @@ def test_interpolate_dataset_references_and_rgba_input(vae, tiny_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert "converted RGBA to L" in result.output
     assert Image.open(tmp_path / "o.png").size == (13 * 30 + 2, 32)  # the inputs and 11 steps
+    Image.new("RGB", (50, 40), (200, 120, 40)).save(tmp_path / "colour.jpg")
+    result = vae("interpolate", tmp_path / "colour.jpg", tmp_path / "colour.jpg", "--out", tmp_path / "o2.png")
+    assert result.exit_code == 0 and result.output.count("converted RGB to L") == 1, result.output
+
+
+@pytest.mark.parametrize("reference", ["test:-1", "test:128"])
+def test_a_dataset_index_out_of_range_names_the_valid_range(vae, tiny_run, reference):
+    result = vae("interpolate", reference, "test:0")
+    assert result.exit_code == 2 and f"{reference}: the test split has 128 images (0..127)" in result.output
 
 
 @pytest.mark.parametrize("contents, message", [

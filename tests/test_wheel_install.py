@@ -71,6 +71,18 @@ def test_the_wheel_ships_the_configs(installed):
     assert sorted(Path(n).name for n in names if n.startswith("vae_cli/configs/")) == shipped
 
 
+def test_the_wheel_ships_the_builtin_moons_model(installed):
+    wheel, vae, elsewhere, env, _ = installed
+    assert "vae_cli/weights/moons.pt" in zipfile.ZipFile(wheel).namelist()
+    empty = elsewhere / "empty"
+    empty.mkdir()
+    run([str(vae), "moon", "1", "full.png"], empty, env)
+    run([str(vae), "moon", "0.5", "half.png"], empty, env)
+    result = run([str(vae), "interpolate", "full.png", "half.png"], empty, env)
+    assert "built-in moons model" in result.stdout + result.stderr
+    assert (empty / "interpolate_full_half_slerp_11steps.png").is_file()
+
+
 def test_train_sample_interpolate_as_typed_from_another_folder(installed):
     _, vae, elsewhere, env, site = installed
     where = run([str(vae.parent / "python"), "-c", "import vae_cli; print(vae_cli.__file__)"], elsewhere, env)

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from . import __version__
 from . import config as config_module
-from . import files
+from . import files, references
 from .console import console, err_console, warn
 from .console import error as print_error
 from .errors import UsageError, VaeError
@@ -64,25 +64,26 @@ app = typer.Typer(cls=OneLineUsageErrors,
 
 DEBUG = {"on": bool(os.environ.get("VAE_DEBUG"))}
 
-RunOption = Annotated[Optional[Path], typer.Option("--run", help="Run directory (default: the latest run).")]
+RunOption = Annotated[Optional[Path], typer.Option("--run", help="Run directory, or builtin:moons, the moons model that comes with vae-cli (default: the latest run).")]
 DeviceOption = Annotated[str, typer.Option(help="Where the model runs: auto (cuda, then mps, then cpu), cpu, cuda, "
                                                 "cuda:N or mps. A run trained on a GPU loads on any machine.")]
 
 
 def load_run(run: Path | None, device: str, which: str = "best", writes: str | None = None):
-    """(run folder, config, model in eval mode, torch device, checkpoint): the run the user named,
-    or the latest, with its checkpoint loaded onto the chosen device whatever device it was
-    trained on.
-    `writes` (a file in the run folder, or "." for the folder) is checked writable first."""
+    """(output folder, config, model in eval mode, torch device, checkpoint): the run the user
+    named (a folder, or a built-in model such as builtin:moons), or the latest, with its
+    checkpoint loaded onto the chosen device whatever device it was trained on. The output
+    folder is the run's, or the current folder for a built-in model.
+    `writes` (a file in the output folder, or "." for the folder) is checked writable first."""
     config_module.check_device(device, "--device")
     from . import device as device_module
     from . import runs
-    run_dir = runs.resolve_run(run)
+    folder = runs.output_folder(run)
     if writes is not None:
-        files.check_can_write(run_dir / writes) if writes != "." else files.check_writable(run_dir)
+        files.check_can_write(folder / writes) if writes != "." else files.check_writable(folder)
     target = device_module.choose(device)
-    run_config, model, checkpoint = runs.load_model(run_dir, which, target)
-    return run_dir, run_config, model, target, checkpoint
+    loaded = runs.load_run(run, which, target)
+    return loaded.folder, loaded.config, loaded.model, target, loaded.checkpoint
 
 
 def _best_or_last(value: str) -> str:
@@ -238,7 +239,7 @@ def sample(
     from . import latent, runs
     from .images import save_each, save_grid
     suffix = ("" if sampler == "prior" else f"_{sampler}") + ("" if label is None else f"_{_slug(label)}")
-    out = files.check_can_write(out or runs.resolve_run(run) / f"sample_n{n}_seed{seed}_t{temperature:g}{suffix}.png")
+    out = files.check_can_write(out or runs.output_folder(run) / f"sample_n{n}_seed{seed}_t{temperature:g}{suffix}.png")
     run_dir, run_config, model, target, _ = load_run(run, device, checkpoint)
     labels = None if label is None else _label_index(model, label, run_dir).repeat(n).to(target)
     codes_from = None
@@ -316,8 +317,14 @@ def interpolate(
     from what the model was trained on."""
     if method not in INTERPOLATIONS:
         raise UsageError(f"--method {method!r}: use one of {', '.join(INTERPOLATIONS)}")
+    references.check_files([a, b])  # before torch loads: a mistyped path fails at once
     if out is not None:
         files.check_writable(out.parent)  # before any work
+    from . import builtin, runs
+    if run is None and runs.latest_run() is None:
+        run = Path(builtin.names()[0])
+        console.print(f"no runs yet in {runs.runs_root()}: blending with the built-in moons model "
+                      f"(--run {run}); `vae train` makes your own", highlight=False, soft_wrap=True)
     run_dir, run_config, model, target, saved = load_run(run, device, checkpoint,
                                                          writes="." if out is None else None)
     if model.conditional and label is None:
@@ -327,7 +334,7 @@ def interpolate(
     import torch
 
     from . import data as data_module
-    from . import evaluation, latent, runs
+    from . import evaluation, latent
     from .images import save_each, save_gif, save_grid
     image_a, image_b = data_module.load_references([a, b], run_config.data)
     for reference, image in ((a, image_a), (b, image_b)):
@@ -347,7 +354,7 @@ def interpolate(
     if individual:
         names = [f"t{t:.3f}.png" for t in torch.linspace(0, 1, steps).tolist()]
         folder = save_each(path, out.with_suffix(""), names)
-        console.print(f"wrote {steps} frames into {folder}/ (t0.000.png is A, t1.000.png is B)")
+        console.print(f"wrote {steps} frames into {folder}/ (t0.000.png decodes A's code, t1.000.png B's)")
 
 
 def _slug(reference: str) -> str:
@@ -377,7 +384,8 @@ def evaluate(
     from . import data as data_module
     from . import evaluation, runs
     images, labels = data_module.load(run_config.data, target).split(split)
-    report = {"run": str(run_dir), "checkpoint": checkpoint, "split": split, "kind": run_config.model.kind,
+    from . import builtin
+    report = {"run": str(run) if builtin.is_builtin(run) else str(run_dir), "checkpoint": checkpoint, "split": split, "kind": run_config.model.kind,
               "binarize": run_config.data.binarize, "likelihood": run_config.model.likelihood,
               "squared_error": evaluation.squared_error(model, images, labels=labels)}
     if model.defines_density:

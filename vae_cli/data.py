@@ -8,7 +8,6 @@ and each batch becomes float in [0, 1] when it is taken.
 
 import errno
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -26,6 +25,7 @@ from .config import DataConfig
 from .console import err_console, warn
 from .errors import UsageError, VaeError
 from .images import IMAGE_SUFFIXES, PIL_MODES, frame_object, read_image
+from .references import dataset_image
 
 DEFAULT_ROOT = "data"
 MOONS_TRAIN_SEED, MOONS_TEST_SEED, SPLIT_SEED, BINARIZE_SEED = 1, 2, 3, 4
@@ -220,20 +220,21 @@ def image_at(images: torch.Tensor, index: int, split: str, asked_as: str) -> tor
     return images[index]
 
 
-DATASET_REFERENCE = re.compile(r"^(train|test):(\d+)$")
 SINGLE_CHANNEL_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
-def load_references(references: list[str], config: DataConfig) -> list[torch.Tensor]:
-    """Images named by the user: files, converted exactly like training images (with a note
-    when their channel count changes), or dataset images such as test:7. Every reference is
-    read before anything is returned, so one bad input stops the command before it writes."""
+def load_references(references: list[str], config: DataConfig, on_note=warn) -> list[torch.Tensor]:
+    """Images named by the user: files, converted exactly like training images, or dataset
+    images such as test:7. What a person would not expect (a channel conversion, a first
+    frame) goes to `on_note` as "file: note", once per file however often it is named. Every
+    reference is read before anything is returned, so one bad input stops the command before
+    it writes."""
     dataset = None
-    images = []
+    images, noted = [], set()
     for reference in references:
-        match = DATASET_REFERENCE.match(reference)
-        if match and not Path(reference).exists():
-            split, index = match.group(1), int(match.group(2))
+        split_index = dataset_image(reference)
+        if split_index is not None:
+            split, index = split_index
             dataset = dataset or load(config)
             images.append(image_at(dataset.split(split)[0], index, split, reference))
             continue
@@ -241,6 +242,8 @@ def load_references(references: list[str], config: DataConfig) -> list[torch.Ten
         if (1 if mode in SINGLE_CHANNEL_MODES else 3) != config.channels:
             notes.append(f"converted {mode} to {PIL_MODES[config.channels]} to match the model")
         for note in notes:
-            warn(f"{reference}: {note}")
+            if (reference, note) not in noted:
+                on_note(f"{reference}: {note}")
+                noted.add((reference, note))
         images.append(as_float(image))
     return images

@@ -13,6 +13,7 @@ from torchvision.utils import make_grid
 
 from .errors import VaeError
 from .files import write_bytes
+from .references import check_image_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 PIL_MODES = {1: "L", 3: "RGB"}
@@ -30,9 +31,7 @@ def open_image(path: Path, channels: int) -> tuple[Image.Image, str, list[str]]:
     EXIF orientation is applied; 16-bit pixels are scaled to 8 bits; an animated image gives
     its first frame; transparent pixels are composited onto black."""
     path = Path(path)
-    if not path.is_file():
-        problem = "a folder, not an image file" if path.is_dir() else "no such file"
-        raise VaeError(f"{path}: {problem}: check the path")
+    check_image_file(path)
     notes = []
     try:
         with Image.open(path) as image:

@@ -21,13 +21,14 @@ import shutil
 import socket
 import zipfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import torch
 
 from . import config as config_module
-from . import files, models
+from . import builtin, files, models
 from .config import Config, ConfigError
 from .errors import UsageError, VaeError
 
@@ -136,20 +137,55 @@ def mark_latest(run_dir: Path) -> None:
     files.write_text(runs_root() / LATEST, run_dir.name + "\n")
 
 
+def latest_run() -> Path | None:
+    """The newest run as runs/latest names it, or None when there is none yet."""
+    pointer = runs_root() / LATEST
+    return runs_root() / pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
+
+
+def no_runs_error() -> VaeError:
+    return VaeError(f"no runs yet in {runs_root().resolve()} (runs are looked for in --runs-dir, else "
+                    f"$VAE_RUNS, else ./runs): train one with `vae train`, use the built-in moons model "
+                    f"with --run {builtin.names()[0]}, or point `vae --runs-dir DIR` or --run RUN_DIR at an existing one")
+
+
 def resolve_run(run: Path | None) -> Path:
     """The run directory the user named, or the latest run."""
     if run is None:
-        pointer = runs_root() / LATEST
-        if not pointer.is_file():
-            raise VaeError(f"no runs yet in {runs_root().resolve()} (runs are looked for in --runs-dir, else "
-                           f"$VAE_RUNS, else ./runs): train one with `vae train`, or point "
-                           f"`vae --runs-dir DIR` or --run RUN_DIR at an existing one")
-        run = runs_root() / pointer.read_text(encoding="utf-8").strip()
+        run = latest_run()
+        if run is None:
+            raise no_runs_error()
     if run.exists() and not run.is_dir():
         raise VaeError(f"{run} is a file, not a run directory: pass a folder made by `vae train`")
     if not run.is_dir():
         raise VaeError(f"run directory {run} does not exist: pass a folder made by `vae train`")
     return run
+
+
+def output_folder(run: Path | None) -> Path:
+    """Where a command's pictures and reports for `run` go: the run's folder, or for a built-in
+    model (`builtin:moons`) the current folder, since the installed package is not the user's."""
+    return Path(".") if builtin.is_builtin(run) else resolve_run(run)
+
+
+@dataclass
+class LoadedRun:
+    name: str         # how messages name it: the run folder, or builtin:NAME
+    folder: Path      # output_folder
+    config: Config
+    model: torch.nn.Module
+    checkpoint: dict
+
+
+def load_run(run: Path | None, which: str = "best", device="cpu") -> LoadedRun:
+    """The run (or built-in model) `--run` names, else the latest run, loaded onto `device`."""
+    if builtin.is_builtin(run):
+        name = builtin.name_of(run)
+        if which != "best":
+            raise UsageError(f"--checkpoint {which}: {run} has one set of weights, its best: drop --checkpoint")
+        return LoadedRun(builtin.PREFIX + name, Path("."), *builtin.load(name, device))
+    run_dir = resolve_run(run)
+    return LoadedRun(str(run_dir), run_dir, *load_model(run_dir, which, device))
 
 
 def unused_path(path: Path) -> Path:
@@ -200,7 +236,11 @@ def config_of(checkpoint: dict, path: Path) -> Config:
 
 def load_model(run_dir: Path, which: str = "best", device="cpu"):
     """(config, model in eval mode, checkpoint) from a run directory's best or last checkpoint."""
-    path = run_dir / "checkpoints" / f"{which}.pt"
+    return load_model_file(run_dir / "checkpoints" / f"{which}.pt", device)
+
+
+def load_model_file(path: Path, device="cpu"):
+    """(config, model in eval mode, checkpoint) from one checkpoint file, mapped onto `device`."""
     checkpoint = load_checkpoint(path, map_location=device)
     config = config_of(checkpoint, path)
     model = models.build(config, checkpoint.get("classes"))
