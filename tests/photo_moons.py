@@ -34,11 +34,12 @@ def _albedo(pixels: int, rng: np.random.Generator) -> np.ndarray:
     return albedo.clip(0.3, 1.0)
 
 
-def photo_moon(phase: float, size: int, lit_from: str = "right", seed: int = 0,
+def photo_moon(phase: float, size: int, sun_angle: float = 0.0, seed: int = 0,
                radius: float = 0.3, centre: tuple[float, float] = (0.5, 0.5)) -> Image.Image:
-    """An RGB picture (size x size) of the moon at lit fraction `phase`, lit from the right
-    (waxing) or the left (waning). radius and centre are fractions of the picture. The seed
-    draws the sky and stars; the surface is the same moon for every seed."""
+    """An RGB picture (size x size) of the moon at lit fraction `phase`, the sun at `sun_angle`
+    degrees counterclockwise from the right in the picture's plane (0: lit from the right, a
+    waxing moon; 180: from the left, waning; 90: from above). radius and centre are fractions of
+    the picture. The seed draws the sky and stars; the surface is the same moon for every seed."""
     big = 2 * size
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:big, 0:big].astype(np.float64) + 0.5
@@ -59,7 +60,8 @@ def photo_moon(phase: float, size: int, lit_from: str = "right", seed: int = 0,
     inside = nx ** 2 + ny ** 2 < 1
     nz = np.sqrt(np.clip(1 - nx ** 2 - ny ** 2, 0, None))
     angle = math.acos(2 * phase - 1)  # the phase angle
-    sun = (math.sin(angle) * (1 if lit_from == "right" else -1), 0.0, math.cos(angle))
+    turn = math.radians(sun_angle)  # y points down the picture: counterclockwise is towards -y
+    sun = (math.sin(angle) * math.cos(turn), -math.sin(angle) * math.sin(turn), math.cos(angle))
     cos_i = nx * sun[0] + ny * sun[1] + nz * sun[2]
     reflect = np.where(cos_i > 0, 2 * cos_i / (cos_i + nz + 1e-9), 0.0)
     surface = np.ones((big, big))
@@ -83,25 +85,40 @@ def write(path: Path, phase: float, size: int, **options) -> Path:
     return path
 
 
-# Pairs a person might blend: (name, lit from, picture size, file type, moon radius, centre);
-# each side has a JPEG and a PNG, a small and a big picture.
+# Pairs a person might blend: (name, sun angle, picture size, file type, moon radius, centre);
+# lit from the right (0) and the left (180), each side with a JPEG and a PNG, a small and a big picture.
 SCENES = [
-    ("right-320-jpg", "right", 320, ".jpg", 0.30, (0.50, 0.48)),
-    ("left-800-png-small", "left", 800, ".png", 0.10, (0.35, 0.62)),
-    ("right-1000-png-big", "right", 1000, ".png", 0.46, (0.5, 0.5)),
-    ("left-200-jpg", "left", 200, ".jpg", 0.33, (0.55, 0.45)),
+    ("right-320-jpg", 0, 320, ".jpg", 0.30, (0.50, 0.48)),
+    ("left-800-png-small", 180, 800, ".png", 0.10, (0.35, 0.62)),
+    ("right-1000-png-big", 0, 1000, ".png", 0.46, (0.5, 0.5)),
+    ("left-200-jpg", 180, 200, ".jpg", 0.33, (0.55, 0.45)),
 ]
+# The terminator's tilts the tilted tests blend at, each waxing (the sun at the angle) and waning
+# (the sun opposite), in scenes of these sizes and file types in turn.
+TILTS = (0, 30, 60, 90, 135, 200)
+TILTED_PICTURES = [(400, ".jpg", 0.28, (0.48, 0.52)), (640, ".png", 0.18, (0.6, 0.4)),
+                   (240, ".png", 0.40, (0.5, 0.5))]
+
+
+def tilted_scenes() -> list[tuple]:
+    """SCENES-style entries for every tilt, waxing and waning: 12 pairs."""
+    scenes = []
+    for tilt in TILTS:
+        for phase_side, sun_angle in (("waxing", tilt), ("waning", tilt + 180)):
+            size, suffix, radius, centre = TILTED_PICTURES[len(scenes) % len(TILTED_PICTURES)]
+            scenes.append((f"tilt{tilt}-{phase_side}", sun_angle % 360, size, suffix, radius, centre))
+    return scenes
 PHASES = {"full": 1.0, "half": 0.5, "three_quarter": 0.75}
 
 
-def write_scene(folder: Path, name: str, lit_from: str, size: int, suffix: str, radius: float,
+def write_scene(folder: Path, name: str, sun_angle: float, size: int, suffix: str, radius: float,
                 centre: tuple[float, float]) -> dict[str, Path]:
     """Full, half and three-quarter moon of one scene, each with its own sky and a slightly
     shifted moon, as files in `folder`: {"full": path, "half": ..., "three_quarter": ...}."""
     paths = {}
     for index, (label, phase) in enumerate(PHASES.items()):
         shifted = (centre[0] + 0.02 * (index - 1), centre[1] - 0.015 * (index - 1))
-        paths[label] = write(Path(folder) / f"{name}-{label}{suffix}", phase, size, lit_from=lit_from,
+        paths[label] = write(Path(folder) / f"{name}-{label}{suffix}", phase, size, sun_angle=sun_angle,
                              seed=sum(map(ord, name)) + index, radius=radius, centre=shifted)
     return paths
 

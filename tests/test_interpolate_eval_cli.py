@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -61,11 +62,14 @@ def test_interpolate_names_never_replace_and_individual_frames_include_the_midpo
     assert Image.open(tiny_run / "interpolate_full_half_slerp_11steps" / "t0.500.png").size == (28, 28)
 
 
-def test_moon_draws_photo_like_moons_lit_from_either_side(vae, tmp_path):
-    assert vae("moon", 0.6, tmp_path / "a.png", "--photo", "--size", 200, "--lit-from", "left").exit_code == 0
+def test_moon_draws_moons_lit_from_any_angle(vae, tmp_path):
+    assert vae("moon", 0.6, tmp_path / "a.png", "--photo", "--size", 200, "--angle", 180).exit_code == 0
     assert Image.open(tmp_path / "a.png").size == (200, 200)
-    result = vae("moon", 0.6, tmp_path / "b.png", "--photo", "--lit-from", "above")
-    assert result.exit_code == 2 and "use right or left" in result.output and not (tmp_path / "b.png").exists()
+    assert vae("moon", 0.5, tmp_path / "above.png", "--angle", 90).exit_code == 0
+    half = torch.tensor(np.asarray(Image.open(tmp_path / "above.png")), dtype=torch.float32)
+    assert half[:14].sum() > 20 * half[14:].sum()  # a clean half moon lit from above: its upper half
+    result = vae("moon", 0.6, tmp_path / "b.png", "--photo", "--angle", "above")
+    assert result.exit_code == 2 and "--angle" in result.output and not (tmp_path / "b.png").exists()
 
 
 def test_slerp_keeps_the_ends_and_the_norm():

@@ -1,6 +1,9 @@
 """Pictures as cameras and phones write them: crop to the bright object, EXIF orientation,
 16-bit PNGs, animated images; the same conversion for training folders and `interpolate`."""
 
+import math
+
+import pytest
 import torch
 from PIL import Image
 
@@ -24,14 +27,43 @@ def test_crop_frames_a_small_off_centre_moon_like_a_centred_one():
     assert abs(int(rows_with_moon) - images.FRAME_FILL * 28) <= 2.5
 
 
+@pytest.mark.parametrize("size", [56, 400])
+def test_crop_frames_the_whole_disk_of_a_moon_lit_from_any_side(size):
+    """The square is the moon's disk, not its lit part: centred on the disk and spanning its
+    diameter, for crescents to full moons with the sun anywhere on the circle (the crop once
+    chose between a left and a right limb, and framed a moon lit from below by its lit half)."""
+    n = 300
+    g = torch.Generator().manual_seed(0)
+    phase, sun_angle = 0.2 + 0.8 * torch.rand(n, generator=g), 2 * math.pi * torch.rand(n, generator=g)
+    radius = 0.15 + 0.25 * torch.rand(n, generator=g)
+    centre = 0.5 + (torch.rand(n, 2, generator=g) - 0.5) * (1 - 2 * radius.view(-1, 1))
+    pictures = moons.render(phase, radius, centre[:, 0], centre[:, 1], torch.ones(n), size, sun_angle)
+    bright = pictures[:, 0] > 0.3
+    rows, columns = bright.any(2), bright.any(1)
+    first = lambda mask: mask.float().argmax(1).float()  # noqa: E731
+    last = lambda mask: mask.shape[1] - mask.flip(1).float().argmax(1).float()  # noqa: E731
+    boxes = torch.stack([first(columns), first(rows), last(columns), last(rows)], 1)
+    found_centre, side = images._object_square(bright, boxes)
+    pixels_per_radius = radius * size
+    centre_error = (found_centre / size - centre).norm(dim=1) * size / pixels_per_radius
+    size_error = side / (2 * pixels_per_radius) - 1
+    assert float(centre_error.max()) < 0.1 and float(centre_error.mean()) < 0.02
+    assert float(size_error.abs().max()) < 0.08  # the half-pixel outlines of the smallest moons
+    # A half moon lit from below is framed exactly like the full moon in the same place.
+    half_below, full = (moons.render(torch.tensor([p]), torch.tensor([0.2]), torch.tensor([0.4]), torch.tensor([0.6]),
+                                     torch.ones(1), size, torch.tensor([-math.pi / 2])) for p in (0.5, 1.0))
+    framed_half, framed_full = images.frame_object(half_below, 28), images.frame_object(full, 28)
+    lower = framed_full[..., 14:, :]
+    assert float((framed_half[..., 14:, :] - lower).abs().mean()) < 0.03 and float(lower.mean()) > 0.3
+
+
 def test_crop_frames_a_waning_moon_as_the_mirror_image_of_a_waxing_one():
     """A moon between new and full is centred on its disk by its round limb, whichever side
     that is on: mirroring the picture mirrors the framed moon (a tie once always picked the
     right-hand limb, and framed a third of the waning gibbous moons off their disk)."""
     n = 128
     for phase in (1.0, 0.9, 0.75, 0.5, 0.3):
-        waxing, _ = moons.photo_sample(n, 56, 5, phase=torch.full((n,), phase),
-                                       lit_from_left=torch.zeros(n, dtype=torch.bool))
+        waxing, _ = moons.photo_sample(n, 56, 5, phase=torch.full((n,), phase), sun_angle=torch.zeros(n))
         mirrored = images.frame_object(waxing, 28).flip(-1)
         waning = images.frame_object(waxing.flip(-1), 28)
         assert float(((mirrored - waning).abs().flatten(1).mean(1) > 0.02).float().mean()) <= 0.01, phase
@@ -97,19 +129,24 @@ def test_folder_and_interpolation_inputs_go_through_the_same_conversion(tmp_path
     assert config.DataConfig(name="mnist").framing == "none"
 
 
-def test_photo_moons_vary_but_keep_the_phase():
+def test_photo_moons_vary_but_keep_the_phase_with_the_sun_anywhere():
     images_, phase = moons.photo_sample(64, 56, seed=3)
     again, _ = moons.photo_sample(64, 56, seed=3)
     assert torch.equal(images_, again) and images_.shape == (64, 1, 56, 56)
     assert 0 <= images_.min() and images_.max() <= 1 and 0.03 <= phase.min() and phase.max() <= 1
-    # Waxing and waning: with the same seed the camera is the same, and the light comes from
-    # the right (waxing) or the left (waning).
+    # With the same seed the camera is the same, and the light comes from where the sun stands:
+    # the crescent's light lies on the sun's side of the disk's centre.
     crescent = torch.tensor([0.3])
-    right, _ = moons.photo_sample(1, 56, seed=4, phase=crescent, lit_from_left=torch.tensor([False]))
-    left, _ = moons.photo_sample(1, 56, seed=4, phase=crescent, lit_from_left=torch.tensor([True]))
-    columns = torch.arange(56.0)
+    axis = torch.arange(56.0)
 
-    def bright_centre(image):
-        light = (image[0, 0] - image.median()).clamp(min=0).sum(0)
-        return float((light * columns).sum() / light.sum())
-    assert bright_centre(right) > bright_centre(left) + 5
+    def light_centre(image):
+        light = (image[0, 0] - image.median()).clamp(min=0)
+        return torch.stack([(light.sum(0) * axis).sum(), (light.sum(1) * axis).sum()]) / light.sum()
+    for degrees in (0, 60, 90, 180, 250):
+        sun_angle = torch.tensor([math.radians(degrees)])
+        full, crescent_light = (light_centre(moons.photo_sample(1, 56, seed=4, phase=p, sun_angle=sun_angle)[0])
+                                for p in (torch.tensor([1.0]), crescent))
+        towards_sun = torch.tensor([math.cos(math.radians(degrees)), -math.sin(math.radians(degrees))])
+        sideways = torch.tensor([-towards_sun[1], towards_sun[0]])
+        along, across = float((crescent_light - full) @ towards_sun), float((crescent_light - full) @ sideways)
+        assert along > 3 and abs(across) < 0.25 * along, degrees

@@ -271,13 +271,13 @@ def moon(
     out: Annotated[Path, typer.Argument(help="PNG to write, e.g. full.png.")],
     size: Annotated[int, typer.Option(min=8, max=1024, help="Image size in pixels.")] = 28,
     photo: Annotated[bool, typer.Option(help="Draw a photo-like moon (texture, sky, stars, random framing) as in the default training data, instead of a clean centred disk.")] = False,
-    lit_from: Annotated[str, typer.Option(help="photo: right (waxing) or left (waning).")] = "right",
+    angle: Annotated[float, typer.Option(min=-360.0, max=360.0, help="Where the sun stands, in degrees counterclockwise from the right: 0 lights the moon from the right (waxing), 90 from above, 180 from the left (waning).")] = 0.0,
     seed: Annotated[int, typer.Option(min=0, help="photo: seed for the camera's randomness.")] = 0,
 ):
-    """Render one moon of a given phase (e.g. full.png, half.png): a clean centred disk lit
-    from the right, or with --photo one like the default training pictures."""
-    if lit_from not in ("right", "left"):
-        raise UsageError(f"--lit-from {lit_from!r}: use right or left")
+    """Render one moon of a given phase (e.g. full.png, half.png): a clean centred disk, or
+    with --photo one like the default training pictures; lit from the right unless --angle."""
+    import math
+
     import torch
 
     from . import moons
@@ -285,9 +285,9 @@ def moon(
     files.check_can_write(out)
     if photo:
         image = moons.photo_sample(1, size, seed, phase=torch.tensor([phase]),
-                                   lit_from_left=torch.tensor([lit_from == "left"]))[0]
+                                   sun_angle=torch.tensor([math.radians(angle)]))[0]
     else:
-        image = moons.render_one(phase, size).unsqueeze(0)
+        image = moons.render_one(phase, size, angle).unsqueeze(0)
     save_grid(image, out, columns=1, padding=0)
     console.print(f"wrote {out}")
 

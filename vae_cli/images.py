@@ -73,9 +73,9 @@ def read_image(path: Path, channels: int, size: int, crop: str = "none") -> tupl
 
 
 def frame_object(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Images (N, C, H, W) in [0, 1] cropped to a square around their bright object (centred as
-    _round_object_centre says), the object's longer side spanning FRAME_FILL of it, and resampled to (N, C, size, size); an
-    image where nothing stands out keeps its whole frame.
+    """Images (N, C, H, W) in [0, 1] cropped to a square around their bright object, the
+    object (for a moon: its whole disk, see _object_square) spanning FRAME_FILL of it, and
+    resampled to (N, C, size, size); an image where nothing stands out keeps its whole frame.
 
     The object is what is brighter than the sky (the darkest 5%) by 30% of the way to the
     brightest spot, after an average over 2% of the picture's size dims stars and noise. Where the square reaches past
@@ -96,8 +96,8 @@ def frame_object(images: torch.Tensor, size: int) -> torch.Tensor:
         found = mask.any(1)
         boxes[found, low] = torch.where(mask, index, mask.shape[1]).min(1).values[found].float()
         boxes[found, high] = torch.where(mask, index, -1).max(1).values[found].float() + 1
-    centre = _round_object_centre(bright, boxes)
-    side = (boxes[:, 2:] - boxes[:, :2]).max(1).values / FRAME_FILL
+    centre, span = _object_square(bright, boxes)
+    side = span / FRAME_FILL
     dark = (gray <= sky_gray).flatten(1).unsqueeze(1)
     sky = ((images.flatten(2) * dark).sum(2) / dark.sum(2))[:, :, None, None]
     step = (side / size).view(n, 1)
@@ -109,29 +109,50 @@ def frame_object(images: torch.Tensor, size: int) -> torch.Tensor:
     return (framed + sky).clamp(0, 1)
 
 
-def _round_object_centre(bright: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """The centre (x, y) of each square frame. A bright object taller than wide may be the lit
-    part of a disk as tall as it (a moon between new and full): then the centre is that disk's,
-    on the side of the box where the object's edge follows the disk's circle (the limb; the
-    terminator is a flatter half ellipse), so a half moon sits where the full moon would and a
-    waxing moon is framed like a waning one. Otherwise it is the box's centre."""
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    radius = ((boxes[:, 3] - boxes[:, 1]) / 2).view(-1, 1)
-    width = bright.shape[2]
+LIMB_DIRECTIONS = 72  # directions the object's outline is measured in (every 5 degrees)
+LIMB_WINDOW = 36      # how many adjacent ones (180 degrees) follow one circle along a moon's limb
+LIMB_TOLERANCE = 0.03  # the largest misfit to that circle, in radii (plus half a pixel), of a round object
+
+
+def _object_square(bright: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The centre (x, y) and the side of the square each bright object spans: the disk of a
+    moon, however much of it is lit and from whichever side; the box of anything else.
+
+    A moon's lit part reaches the disk's circle along its limb, half the circle, wherever the
+    sun stands; its terminator (a half ellipse) lies inside. So the object's extent in each of
+    LIMB_DIRECTIONS directions (its support function, R + centre·direction for a disk) is fitted
+    by least squares to a circle over every window of LIMB_WINDOW adjacent directions, and the
+    window that fits best gives the disk: a half moon sits where the full moon would, lit from
+    any angle. An object whose best window misfits by more than LIMB_TOLERANCE is not round,
+    and keeps its box."""
+    n, height, width = bright.shape
     column = torch.arange(width).expand_as(bright)
     rows = bright.any(2)
     left_edge = torch.where(bright, column, width).min(2).values.float()
     right_edge = torch.where(bright, column, -1).max(2).values.float() + 1
-    y = torch.arange(bright.shape[1], dtype=torch.float32) + 0.5
-    half_chord = torch.sqrt((radius ** 2 - (y - centre[:, 1:2]) ** 2).clamp(min=0))
-    # How far each row's edge lies from the circle of the disk whose limb is on that side.
-    left_misfit = (left_edge - (boxes[:, 0:1] + radius - half_chord)).abs()
-    right_misfit = (right_edge - (boxes[:, 2:3] - radius + half_chord)).abs()
-    limb_on_right = (right_misfit * rows).sum(1) <= (left_misfit * rows).sum(1)
-    disk_x = torch.where(limb_on_right, boxes[:, 2] - radius[:, 0], boxes[:, 0] + radius[:, 0])
-    tall = (boxes[:, 2] - boxes[:, 0]) < 0.98 * (boxes[:, 3] - boxes[:, 1])
-    centre[:, 0] = torch.where(tall, disk_x, centre[:, 0])
-    return centre
+    # Each row's outermost pixels, as disks of half a pixel: the object's extent in any direction is one of theirs.
+    middle = torch.arange(height, dtype=torch.float32).expand(n, height) + 0.5
+    x = torch.cat([left_edge + 0.5, right_edge - 0.5], 1)
+    y = torch.cat([middle, middle], 1)
+    angle = torch.arange(LIMB_DIRECTIONS) * (2 * math.pi / LIMB_DIRECTIONS)
+    direction = torch.stack([angle.cos(), angle.sin()], 1)                        # (K, 2)
+    reach = x.unsqueeze(1) * direction[:, 0:1] + y.unsqueeze(1) * direction[:, 1:2] + 0.5  # (n, K, points)
+    extent = torch.where(rows.repeat(1, 2).unsqueeze(1), reach, -math.inf).amax(2)  # (n, K)
+    # Least squares per window: extent ≈ centre·direction + radius, one pseudo-inverse per window.
+    window = (torch.arange(LIMB_DIRECTIONS).view(-1, 1) + torch.arange(LIMB_WINDOW)) % LIMB_DIRECTIONS
+    design = torch.cat([direction[window], torch.ones(LIMB_DIRECTIONS, LIMB_WINDOW, 1)], 2)  # (K, L, 3)
+    measured = extent[:, window]                                                 # (n, K, L)
+    fit = torch.einsum("kpl,nkl->nkp", torch.linalg.pinv(design), measured)       # (n, K, 3)
+    misfit = (torch.einsum("klp,nkp->nkl", design, fit) - measured).square().mean(2).sqrt()
+    # The disk holds the whole lit part: a circle fitted across the terminator leaves the limb outside it.
+    outside = (extent.unsqueeze(1) - fit[..., :2] @ direction.T - fit[..., 2:]).amax(2).clamp(min=0)
+    best = (misfit + outside).min(1)
+    disk = fit[torch.arange(n), best.indices]
+    # Half a pixel for where the outline's pixels happen to fall.
+    round_object = rows.any(1) & (best.values <= LIMB_TOLERANCE * disk[:, 2] + 0.5)
+    centre = torch.where(round_object.view(-1, 1), disk[:, :2], (boxes[:, :2] + boxes[:, 2:]) / 2)
+    side = torch.where(round_object, 2 * disk[:, 2], (boxes[:, 2:] - boxes[:, :2]).max(1).values)
+    return centre, side
 
 
 def _area_matrix(starts: torch.Tensor, step, length: int) -> torch.Tensor:

@@ -2,12 +2,15 @@
 
 A moon of phase p (the lit fraction of the disk: 0 new, 0.5 half, 1 full) lit from the right
 lights the point (u, v) of its disk, in units of the radius, when u > (1 - 2p)·sqrt(1 - v²):
-the terminator is half an ellipse, which is why the lit area is exactly the fraction p.
+the terminator is half an ellipse, which is why the lit area is exactly the fraction p. The sun
+may stand at any angle a in the picture's plane (counterclockwise from the right: 0 lights the
+moon from the right, as a waxing moon seen from the north, 90 from above, 180 from the left):
+then u and v are measured along and across the direction towards the sun.
 
 Two kinds are drawn. `render` draws the clean kind: a flat grey disk on black. `photo_sample`
 draws what a camera sees, so that a model trained on it works on a person's own pictures:
 the same moon (one fixed map of darker maria and surface texture, at a random strength),
-waxing or waning, from a small disk in the frame to nearly filling it, on a sky from black
+lit from any angle (waxing and waning, the terminator at any tilt), from a small disk in the frame to nearly filling it, on a sky from black
 to dark grey with noise and a few stars, with random brightness, contrast, blur, a soft
 terminator, blurred edges and sensor noise. The phase stays the main factor of variation.
 """
@@ -27,12 +30,15 @@ MARIA = [(-0.35, -0.45, 0.30), (-0.10, -0.15, 0.22), (0.25, -0.35, 0.20), (-0.55
 
 
 def render(phase: torch.Tensor, radius: torch.Tensor, center_x: torch.Tensor,
-           center_y: torch.Tensor, brightness: torch.Tensor, size: int) -> torch.Tensor:
+           center_y: torch.Tensor, brightness: torch.Tensor, size: int,
+           sun_angle: torch.Tensor | None = None) -> torch.Tensor:
     """Clean moons as an (n, 1, size, size) tensor in [0, 1]; every argument is a length-n
-    tensor, radius and centre in units of the image size. Edges are anti-aliased by coverage."""
+    tensor, radius and centre in units of the image size, the sun's angle in radians (default:
+    from the right). Edges are anti-aliased by coverage."""
     u, v, pixels_per_radius = _disk_coordinates(radius, center_x, center_y, size)
+    along, across = _turned(u, v, torch.zeros_like(phase) if sun_angle is None else sun_angle)
     disk = ((1 - torch.sqrt(u ** 2 + v ** 2)) * pixels_per_radius + 0.5).clamp(0, 1)
-    lit = ((u - _terminator(phase, v)) * pixels_per_radius + 0.5).clamp(0, 1)
+    lit = ((along - _terminator(phase, across)) * pixels_per_radius + 0.5).clamp(0, 1)
     return (disk * lit * brightness.view(-1, 1, 1)).unsqueeze(1)
 
 
@@ -45,15 +51,23 @@ def _disk_coordinates(radius, center_x, center_y, size):
     return u, v, r * size
 
 
+def _turned(u, v, angle):
+    """Disk coordinates (u, v) in a frame turned counterclockwise by `angle` (radians, per
+    image): with the sun's angle, the coordinate towards the sun and across that direction.
+    v points down the picture, so counterclockwise on screen is towards -v."""
+    cos, sin = torch.cos(angle).view(-1, 1, 1), torch.sin(angle).view(-1, 1, 1)
+    return u * cos - v * sin, u * sin + v * cos
+
+
 def _terminator(phase, v):
     return (1 - 2 * phase.view(-1, 1, 1)) * torch.sqrt((1 - v ** 2).clamp(min=0))
 
 
-def render_one(phase: float, size: int = 28) -> torch.Tensor:
+def render_one(phase: float, size: int = 28, sun_angle_degrees: float = 0.0) -> torch.Tensor:
     """One clean centred moon of the given phase at full brightness: (1, size, size)."""
     one = torch.ones(1)
     return render(one * phase, one * DEFAULT_RADIUS, one * 0.5, one * 0.5,
-                  one * DEFAULT_BRIGHTNESS, size)[0]
+                  one * DEFAULT_BRIGHTNESS, size, one * math.radians(sun_angle_degrees))[0]
 
 
 def sample(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,9 +123,10 @@ def _mix(weight, a, b):
 
 
 def photo_sample(n: int, size: int, seed: int, phase: torch.Tensor | None = None,
-                 lit_from_left: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 sun_angle: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """n photo-like moons (n, 1, size, size) in [0, 1] and their phases; random phases and
-    sides unless given. The same for the same seed on every machine."""
+    sun angles (radians, uniform over the circle) unless given. The same for the same seed on
+    every machine."""
     g = torch.Generator().manual_seed(seed)
 
     def uniform(low, high):
@@ -119,8 +134,8 @@ def photo_sample(n: int, size: int, seed: int, phase: torch.Tensor | None = None
 
     if phase is None:
         phase = uniform(0.03, 1.0)
-    if lit_from_left is None:
-        lit_from_left = torch.rand(n, generator=g) < 0.5
+    if sun_angle is None:
+        sun_angle = uniform(0.0, 2 * math.pi)
     radius = uniform(0.15, 0.45)
     room = 0.5 - radius  # how far the centre may move with the disk still inside the frame
     center_x = 0.5 + uniform(-1, 1) * room
@@ -128,8 +143,10 @@ def photo_sample(n: int, size: int, seed: int, phase: torch.Tensor | None = None
     u, v, pixels_per_radius = _disk_coordinates(radius, center_x, center_y, size)
     u, v = torch.broadcast_tensors(u, v)
 
-    # The surface turns with the disk, not with the light: a waning moon shows the same maria.
-    maps = F.grid_sample(_surface().expand(n, -1, -1, -1), torch.stack([u, v], dim=-1),
+    # The surface turns with the terminator's tilt (the observer's latitude and hour turn the
+    # whole moon), not with the light: a waning moon shows the same maria as a waxing one.
+    tilt = torch.remainder(sun_angle + math.pi / 2, math.pi) - math.pi / 2
+    maps = F.grid_sample(_surface().expand(n, -1, -1, -1), torch.stack(_turned(u, v, tilt), dim=-1),
                          mode="bilinear", padding_mode="border", align_corners=True)
     albedo = (1 - uniform(0.0, 0.3).view(-1, 1, 1) * maps[:, 0]
               - uniform(0.0, 0.25).view(-1, 1, 1) * maps[:, 1])
@@ -137,11 +154,11 @@ def photo_sample(n: int, size: int, seed: int, phase: torch.Tensor | None = None
     # A blurred edge: the disk fades out over `blur` pixels (a camera's focus and shake).
     blur = uniform(1.0, 1.0 + 2.5 * size / 56).view(-1, 1, 1)
     disk = ((1 - distance) * pixels_per_radius / blur + 0.5).clamp(0, 1)
-    toward_light = torch.where(lit_from_left.view(-1, 1, 1), -u, u)
+    toward_light, across = _turned(u, v, sun_angle)
     # Light fades towards the terminator over `softness` radii: sharp in some pictures, gradual
     # in others.
     softness = torch.maximum(uniform(0.02, 0.6).view(-1, 1, 1), blur / pixels_per_radius)
-    lit = ((toward_light - _terminator(phase, v)) / softness + 0.5).clamp(0, 1)
+    lit = ((toward_light - _terminator(phase, across)) / softness + 0.5).clamp(0, 1)
     # The blurred rim just outside the disk takes the limb's shading.
     inward = (0.99 / distance.clamp(min=1e-6)).clamp(max=1)
     sphere = _lunar_lambert(phase, toward_light * inward, distance * inward, uniform(0.5, 1.0))
