@@ -74,7 +74,7 @@ def test_importance_weights_equal_scoring_k_copies_of_the_batch(linear_gaussian)
     model, x, _ = linear_gaussian
     x = x[:7]
     torch.manual_seed(4)
-    weights, mean, log_scale = evaluation.log_weights(model, x, 30)
+    weights, _, mean, log_scale = evaluation.log_weights(model, x, 30)
     torch.manual_seed(4)
     z = mean + torch.exp(log_scale) * torch.randn(30, *mean.shape)
     with torch.no_grad():

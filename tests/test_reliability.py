@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from conftest import TINY_MOONS
-from vae_cli import models, runs
+from vae_cli import runs
+from vae_cli.kinds.vae import VAE
 
 TINY = [a for o in TINY_MOONS for a in ("--set", o)]
 
@@ -135,7 +136,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint(trained, monkeypatch):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(vae, runs_dir, monkeypatch):
-    honest = models.VAE.objective
+    honest = VAE.objective
     calls = {"n": 0}
 
     def poisoned(self, x, noise=None, labels=None):
@@ -145,7 +146,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(vae, runs_dir,
             if calls["n"] == 8 + 3:  # epoch 2 (8 steps per epoch), step 3
                 objective.loss = objective.loss * float("nan")
         return objective
-    monkeypatch.setattr(models.VAE, "objective", poisoned)
+    monkeypatch.setattr(VAE, "objective", poisoned)
     result = vae("train", *TINY, "--set", "train.epochs=3", "--name", "nan")
     assert_clean_failure(result, 1, "at epoch 2 step 3")
     assert "lower train.lr" in result.output

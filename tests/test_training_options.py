@@ -5,38 +5,12 @@ import math
 
 import pytest
 import torch
-from rich.progress import Progress
 from torch import nn
 
-from vae_cli import config, data, models, runs, training
+from vae_cli import config, data, models, networks, runs, training
+from vae_cli.kinds.vae import free_bits_kl
 
-TINY = ["data.train_size=96", "data.test_size=32", "model.network=mlp", "model.hidden=[16]", "train.batch_size=16"]
-
-
-def trainer_for(tmp_path, *overrides, name="run"):
-    cfg = config.load(None, [*TINY, "train.device=cpu", *overrides])
-    run_dir = tmp_path / name
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    return training.Trainer(*training.build(cfg, torch.device("cpu")), cfg, run_dir, torch.device("cpu"))
-
-
-class StopAfter:
-    """A stand-in for StopRequests that asks to stop once `steps` steps have been trained."""
-
-    def __init__(self, trainer, steps):
-        self.trainer, self.steps = trainer, steps
-
-    @property
-    def signal_name(self):
-        done = self.trainer.epoch * self.trainer.steps_per_epoch + self.trainer.step
-        return "SIGINT" if done >= self.steps else None
-
-
-def train_epochs(trainer, stop=None):
-    with Progress(disable=True) as progress:
-        while trainer.epoch < trainer.config.train.epochs:
-            trainer.run_epoch(progress, stop or StopAfter(trainer, math.inf))
-            trainer.end_epoch(0.0, 0.0)
+from trainer_steps import StopAfter, train_epochs, trainer_for
 
 
 @pytest.mark.parametrize("name", ["relu", "tanh", "elu", "silu"])
@@ -44,10 +18,10 @@ def test_activation_sits_between_the_layers_and_keeps_the_weight_names(name):
     model = models.build(config.load(None, ["model.hidden=[32, 16]", f"model.activation={name}"]))
     relu = models.build(config.load(None, ["model.hidden=[32, 16]"]))
     assert list(model.state_dict()) == list(relu.state_dict())  # old checkpoints load either way
-    activations = [m for m in model.modules() if isinstance(m, models.ACTIVATIONS[name])]
+    activations = [m for m in model.modules() if isinstance(m, networks.ACTIVATIONS[name])]
     assert len(activations) == 4  # two between the encoder's three layers, two in the decoder
     conv = models.build(config.load(None, ["model.network=conv", "model.hidden=[8]", f"model.activation={name}"]))
-    assert sum(isinstance(m, models.ACTIVATIONS[name]) for m in conv.modules()) == 2
+    assert sum(isinstance(m, networks.ACTIVATIONS[name]) for m in conv.modules()) == 2
 
 
 def test_learning_rate_schedules_follow_their_formulas():
@@ -87,14 +61,14 @@ def test_free_bits_hold_each_dimensions_batch_average_kl_at_the_floor():
     torch.manual_seed(0)
     kl_per_dim = (torch.rand(8, 3) * torch.tensor([0.1, 2.0, 3.0])).requires_grad_()
     floor = 0.5
-    held = models.free_bits_kl(kl_per_dim, floor)
+    held = free_bits_kl(kl_per_dim, floor)
     expected = 8 * kl_per_dim.mean(0).clamp_min(floor).sum()
     assert torch.isclose(held.sum(), expected)
     (gradient,) = torch.autograd.grad(held.sum(), kl_per_dim)
     below = kl_per_dim.mean(0) < floor
     assert below.tolist() == [True, False, False]
     assert torch.allclose(gradient[:, below], torch.zeros(1)) and torch.allclose(gradient[:, ~below], torch.ones(1))
-    assert torch.allclose(models.free_bits_kl(kl_per_dim, 0.0), kl_per_dim.sum(1))
+    assert torch.allclose(free_bits_kl(kl_per_dim, 0.0), kl_per_dim.sum(1))
 
 
 def test_gradient_clipping_caps_the_global_norm(tmp_path):

@@ -77,7 +77,7 @@ def describe(name: str) -> Entry:
     description = re.split(r"[.:](?:\s|$)", prose, maxsplit=1)[0].strip()
     config = config_module.from_dict(config_module.read_yaml(folder() / f"{name}.yaml"), f"{name}.yaml")
     model = config.model
-    network = "" if model.kind == "pca" else f" {model.network}"
+    network = f" {model.network}" if model.applies("network") else ""
     return Entry(name, description, config.data.name, f"{model.kind}{network} z={model.latent_dim}", epoch)
 
 

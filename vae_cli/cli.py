@@ -417,7 +417,7 @@ def evaluation_table(report: dict) -> Table:
         if key in report:
             table.add_row(label.format(**report), fmt.format(report[key]))
     if "active_units" in report:
-        table.add_row("latent dims", str(len(report["kl_per_dim"])))
+        table.add_row("latent dims", str(len(report["posterior_mean_variance"])))
     return table
 
 
@@ -485,8 +485,8 @@ def keys(
     kind: Annotated[Optional[str], typer.Option(help="Only the keys this model.kind accepts.")] = None,
 ):
     """List every config key with its default and what it means."""
-    if kind is not None and kind not in config_module.MODEL_KINDS:
-        raise UsageError(f"--kind {kind!r}: use one of {', '.join(config_module.MODEL_KINDS)}")
+    if kind is not None and kind not in config_module.models.KINDS:
+        raise UsageError(f"--kind {kind!r}: use one of {', '.join(config_module.models.KINDS)}")
     title = "config keys" + (f" of model.kind={kind}" if kind else "")
     table = Table(title=f"{title} (YAML sections data, model, train; or --set section.key=value)",
                   title_justify="left")

@@ -1,10 +1,12 @@
 """Run configuration: typed dataclasses with defaults, loaded from YAML, overridden by `--set`.
 
 Every check lives in this module. Each field carries its rules (type, allowed choices, lower
-bound, and for model and data keys the model kinds or datasets that use it) in its metadata, so the generic checker
-below validates all of them the same way and the error names the key, the file and what is
-allowed. The choices mirror the registries of the modules that build things (models.MODELS,
-models.NETWORKS, objectives.LIKELIHOODS, data.LOADERS); tests/test_config.py ties them together.
+bound, and for model and data keys the model kinds or datasets that use it) in its metadata
+(vae_cli/fields.py), so the generic checker below validates all of them the same way and the
+error names the key, the file and what is allowed. The `model` section is built from the
+registry of model kinds (vae_cli/models.py): each kind declares its own options. Other choices
+mirror the registries of the modules that build things (networks.NETWORKS,
+objectives.LIKELIHOODS, data.LOADERS); tests/test_config.py ties them together.
 This module imports no torch, so the CLI can check a config before loading it.
 """
 
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from . import files
+from . import files, models
+from .fields import Section, option, option_like
 from .errors import UsageError
 
 
@@ -29,32 +32,6 @@ class ConfigError(UsageError):
 
 
 SEED_MAX = 2**32 - 1  # seeds become torch generator seeds, combined with the epoch
-
-
-def option(default, help: str, choices: tuple | None = None, minimum: float | None = None,
-           above: float | None = None, used_by: tuple[str, ...] | None = None, maximum: float | None = None):
-    """A config field: its default, a help line, and the rules the checker enforces; `used_by`
-    limits a key to the values of its section's selector (model.kind, data.name) that read it
-    (None: every value)."""
-    rules = {"help": help, "choices": choices, "minimum": minimum, "above": above, "used_by": used_by,
-             "maximum": maximum}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=rules)
-    return field(default=default, metadata=rules)
-
-
-class Section:
-    """A config section whose `selector` key decides which of its other keys are read."""
-    selector: typing.ClassVar[str | None] = None
-
-    def used_by(self, name: str) -> tuple[str, ...] | None:
-        """The selector values that read key `name` (None: every value)."""
-        return next(f for f in dataclasses.fields(self) if f.name == name).metadata["used_by"]
-
-    def applies(self, name: str) -> bool:
-        """Whether key `name` is read for this section's selector value."""
-        used_by = self.used_by(name)
-        return used_by is None or getattr(self, self.selector) in used_by
 
 
 @dataclass
@@ -85,43 +62,27 @@ class DataConfig(Section):
         return self.crop
 
 
-MODEL_KINDS = ("vae", "iwae", "ae", "pca")
-NETWORK_KINDS = ("vae", "iwae", "ae")  # the kinds with encoder and decoder networks
-KL_WEIGHTED_KINDS = ("vae",)           # the kinds whose loss weighs a KL term
-CONDITIONAL_KINDS = ("vae",)           # the kinds with a conditional variant (models.CONDITIONAL_MODELS)
 LABELLED_DATA = ("mnist", "fashion-mnist", "folder")  # folder: when its images sit in class subfolders
 
 
-@dataclass
-class ModelConfig(Section):
-    selector = "kind"
-    kind: str = option("vae", "vae | iwae (importance-weighted bound) | ae (deterministic code) | "
-                              "pca (linear, fitted once)", choices=MODEL_KINDS)
-    network: str = option("conv", "encoder/decoder family; the decoder mirrors the encoder",
-                          choices=("mlp", "conv"), used_by=NETWORK_KINDS)
-    hidden: list[int] = option([16, 32], "mlp: hidden layer sizes; conv: channels per stride-2 layer",
-                               used_by=NETWORK_KINDS)
-    activation: str = option("relu", "nonlinearity between layers", choices=("relu", "tanh", "elu", "silu"),
-                             used_by=NETWORK_KINDS)
-    latent_dim: int = option(4, "size of the code", minimum=1, maximum=4096)
-    likelihood: str = option("bernoulli", "decoder distribution over pixels: bernoulli, gaussian, or logistic "
-                                          "(discretized over the 256 values of 8-bit images: honest bits/dim)",
-                             choices=("bernoulli", "gaussian", "logistic"), used_by=NETWORK_KINDS)
-    gaussian_scale: float = option(0.1, "gaussian: pixel noise standard deviation (initial value if learned)",
-                                   above=0.0, used_by=NETWORK_KINDS)
-    learn_scale: bool = option(False, "gaussian: learn the pixel noise scale", used_by=NETWORK_KINDS)
-    beta: float = option(1.0, "weight of the KL term (0 = no KL: the model collapses to an autoencoder; "
-                              "the -ELBO is reported beside any other value)",
-                         minimum=0.0, used_by=KL_WEIGHTED_KINDS)
-    kl_warmup_epochs: float = option(0.0, "training: the KL weight rises linearly from 0 to beta over this many "
-                                          "epochs (0 = none)", minimum=0.0, used_by=KL_WEIGHTED_KINDS)
-    free_bits: float = option(0.0, "training: nats per latent dimension the KL is not pushed below, as a batch "
-                                   "average (Kingma et al. 2016; 0 = none)", minimum=0.0, used_by=KL_WEIGHTED_KINDS)
-    k: int = option(5, "posterior samples per image in the importance-weighted bound (1 = the ELBO)",
-                    minimum=1, used_by=("iwae",))
-    conditional: bool = option(False, "encoder and decoder also read each image's class, one-hot (needs "
-                                      "mnist, fashion-mnist or a folder of class subfolders); "
-                                      "then vae sample --label NAME", used_by=CONDITIONAL_KINDS)
+def _model_config_class() -> type:
+    """The `model` section: `kind`, then every key of every kind's options (models.KINDS), each
+    read by the kinds that declare it: the keys some kinds read first, then those all read."""
+    declared, readers = {}, {}
+    for name, kind in models.KINDS.items():
+        for f in dataclasses.fields(kind.options):
+            declared.setdefault(f.name, f)
+            readers.setdefault(f.name, []).append(name)
+    kinds = " | ".join(f"{name} ({kind.summary})" for name, kind in models.KINDS.items())
+    spec = [("kind", str, option("vae", kinds, choices=tuple(models.KINDS)))]
+    for name, f in sorted(declared.items(), key=lambda item: len(readers[item[0]]) == len(models.KINDS)):
+        used_by = None if len(readers[name]) == len(models.KINDS) else tuple(readers[name])
+        spec.append((name, f.type, option_like(f, used_by=used_by)))
+    return dataclasses.make_dataclass("ModelConfig", spec, bases=(Section,),
+                                      namespace={"selector": "kind", "__module__": __name__})
+
+
+ModelConfig = _model_config_class()
 
 
 @dataclass
@@ -178,6 +139,9 @@ def describe_keys(kind: str | None = None) -> list[tuple[str, object, str]]:
             if section == "model" and kind is not None and used_by is not None and kind not in used_by:
                 continue
             only = f"; {section}.{cls.selector} {', '.join(used_by)} only" if used_by and not (section == "model" and kind) else ""
+            if f.metadata["used_with"]:
+                other, values = f.metadata["used_with"]
+                only += f"; {section}.{other} {', '.join(values)} only"
             rows.append((f"{section}.{f.name}", defaults[section][f.name],
                          f"{f.metadata['help']} ({_describe(f, types[f.name])}{only})"))
     return rows
@@ -303,17 +267,22 @@ def from_stored(raw, source: str) -> Config:
 
 
 def _check_unread_keys(section: str, values: Section, source: str) -> None:
-    """A key that the section's model kind or dataset does not read must keep its default (as
-    old run folders store them): a set value would silently do nothing."""
+    """A key that the section's model kind, dataset or other settings do not read must keep its
+    default (as old run folders store them): a set value would silently do nothing."""
     default = type(values)()
     names = [f.name for f in dataclasses.fields(values)]
     for name in names:
-        if not values.applies(name) and getattr(values, name) != getattr(default, name):
-            selector = f"{section}.{values.selector}={getattr(values, values.selector)}"
-            users = ", ".join(values.used_by(name))
-            read = ", ".join(f"{section}.{n}" for n in names if values.applies(n) and n != values.selector)
-            raise ConfigError(f"{source}: {section}.{name} does nothing for {selector} (only for {users}): "
-                              f"remove it; {selector} reads {read}")
+        if values.applies(name) or getattr(values, name) == getattr(default, name):
+            continue
+        used_by = values.used_by(name)
+        if used_by is not None and getattr(values, values.selector) not in used_by:
+            key, readers = values.selector, used_by
+        else:
+            key, readers = values.rules(name)["used_with"]
+        setting = f"{section}.{key}={getattr(values, key)}"
+        read = ", ".join(f"{section}.{n}" for n in names if values.applies(n) and n != values.selector)
+        raise ConfigError(f"{source}: {section}.{name} does nothing for {setting} (only for {', '.join(readers)}): "
+                          f"remove it; {setting} reads {read}")
 
 
 def unlabelled_data_error(config: Config, source: str) -> ConfigError:

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from .objectives import kl_to_standard_normal, log_normal
+from .objectives import log_normal
 
 
 @torch.inference_mode()
@@ -69,27 +69,25 @@ ELEMENT_BUDGET = 1 << 23  # decoder outputs per chunk (32 MB of float32): k = 50
 
 @torch.inference_mode()
 def log_weights(model, x: torch.Tensor, k: int, labels: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """log p(x, z_i) − log q(z_i | x) for k posterior samples z_i per image: (k, batch), and
-    the posterior's mean and log-scale: (batch, latent_dim) each. Samples are drawn in chunks
-    so that k × batch × pixels never exceeds ELEMENT_BUDGET.
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """log p(x, z_i) − log q(z_i | x) for k posterior samples z_i per image: (k, batch); the
+    average over the samples of log q(z_i | x) − log p(z_i), the KL's estimate: (batch,); and
+    the posterior's mean and log-scale: (batch, latent_dim) each. The model gives log p(x | z)
+    and its prior log p(z). Samples are drawn in chunks so that k × batch × pixels never
+    exceeds ELEMENT_BUDGET.
 
-    The decoder runs once per sample on (chunk × batch) codes, which is nearly all the time;
-    the likelihood broadcasts its output against x instead of against k copies of x."""
+    The decoder runs once per sample on (chunk × batch) codes, which is nearly all the time."""
     mean, log_scale = model.encode(x, labels)
-    scale, standard = torch.exp(log_scale), torch.zeros_like(mean)
+    scale = torch.exp(log_scale)
     chunk = max(1, ELEMENT_BUDGET // (len(x) * x[0].numel()))
-    weights = []
+    weights, kl_sum = [], torch.zeros(len(x), dtype=torch.float64, device=x.device)
     for start in range(0, k, chunk):
-        n = min(chunk, k - start)
-        noise = torch.randn(n, *mean.shape, device=x.device)
+        noise = torch.randn(min(chunk, k - start), *mean.shape, device=x.device)
         z = mean + scale * noise
-        output = model.decode(z.view(n * len(x), -1), None if labels is None else labels.repeat(n))
-        output = output.unflatten(0, (n, len(x)))
-        log_likelihood = -model.likelihood.nll(output, x)
-        log_prior = log_normal(z, standard, standard)
-        weights.append(log_likelihood + log_prior - log_normal(z, mean, log_scale))
-    return torch.cat(weights), mean, log_scale
+        log_prior_ratio = model.prior.log_prob(z) - log_normal(z, mean, log_scale)
+        weights.append(model.log_likelihood(x, z, labels) + log_prior_ratio)
+        kl_sum -= log_prior_ratio.double().sum(0)
+    return torch.cat(weights), kl_sum / k, mean, log_scale
 
 
 def iwae_nll(log_w: torch.Tensor) -> torch.Tensor:
@@ -110,10 +108,13 @@ def evaluate(model, images: torch.Tensor, k: int, batch_size: int, on_batch=lamb
     neg_elbo, nll, kl, means, scales = [], [], [], [], []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
-        log_w, mean, log_scale = log_weights(model, x, k, _part(labels, start, batch_size))
+        log_w, kl_estimate, mean, log_scale = log_weights(model, x, k, _part(labels, start, batch_size))
         neg_elbo.append(-log_w.double().mean(0))
         nll.append(iwae_nll(log_w))
-        kl.append(kl_to_standard_normal(mean, log_scale).double())
+        # The KL per dimension where the prior gives it in closed form, else the estimate as one column.
+        kl_per_dim = model.prior.kl_per_dim(mean, log_scale)
+        kl_in_closed_form = kl_per_dim is not None
+        kl.append(kl_per_dim.double() if kl_in_closed_form else kl_estimate[:, None])
         means.append(mean.double())
         scales.append(log_scale.double().exp())
         on_batch(len(x))
@@ -127,6 +128,6 @@ def evaluate(model, images: torch.Tensor, k: int, batch_size: int, on_batch=lamb
         "bits_per_dim": float((nll.mean() / dims + bits_offset_per_dim) / math.log(2)),
         "active_units": int((variance > ACTIVE_UNIT_VARIANCE).sum()),
         "mean_posterior_scale": float(torch.cat(scales).mean()),
-        "kl_per_dim": [round(v, 4) for v in kl.mean(0).tolist()],
+        "kl_per_dim": [round(v, 4) for v in kl.mean(0).tolist()] if kl_in_closed_form else None,
         "posterior_mean_variance": [round(v, 4) for v in variance.tolist()],
     }

@@ -42,7 +42,7 @@ def estimate(config: Config, n_train: int | None = None, n_test: int | None = No
     try:
         with torch.device("meta"):
             model(torch.zeros(batch, data.channels, data.image_size, data.image_size),
-                  torch.zeros(batch, config.model.latent_dim))
+                  model.training_noise(batch, "meta"))
     except (RuntimeError, NotImplementedError, TypeError):
         outputs = [torch.empty(batch, pixels, device="meta")] * 4  # a rough stand-in
     finally:

@@ -285,7 +285,8 @@ def summary(run_dir: Path) -> dict:
     config = config_module.from_stored(config_module.read_yaml(path), str(path))
     metrics = read_metrics(run_dir)
     losses = [m.get("test_loss", m.get("test_squared_error")) for m in metrics]
-    done, planned = len(metrics), 1 if config.model.kind == "pca" else config.train.epochs
+    done = len(metrics)
+    planned = 1 if models.KINDS[config.model.kind].options.fitted_once else config.train.epochs
     files = [p for p in run_dir.rglob("*") if p.is_file()]
     return {"name": run_dir.name, "dataset": config.data.name, "kind": config.model.kind,
             "epochs": f"{done}/{planned}", "best_test_loss": min(losses) if losses else None,

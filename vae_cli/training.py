@@ -24,7 +24,7 @@ from .distributed import World
 from .errors import VaeError
 from .board import NO_BOARD, Board
 from .images import grid_columns, save_grid
-from .models import TERM_LABELS, Model
+from .kinds.base import TERM_LABELS, Model
 
 PROGRESS_EVERY = 10  # steps between progress-bar refreshes (and host syncs on accelerators)
 PICTURE_COUNT = 64
@@ -141,7 +141,7 @@ class Trainer:
         if config.train.cuda_graph and (device.type != "cuda" or world.distributed):
             raise ConfigError(f"train.cuda_graph needs a CUDA GPU and one process, and this run has "
                               f"{'several processes' if world.distributed else device.type}: set train.cuda_graph=false")
-        if config.train.cuda_graph and (config.train.lr_schedule != "constant" or config.model.kl_warmup_epochs):
+        if config.train.cuda_graph and (config.train.lr_schedule != "constant" or model.objective_changes_over_training):
             # A replayed graph keeps the learning rate and KL weight it was captured with.
             raise ConfigError("train.cuda_graph replays one captured step, so the learning rate and the KL weight "
                               "cannot change: use train.lr_schedule=constant and model.kl_warmup_epochs=0, "
@@ -316,7 +316,7 @@ def build(config: Config, device: torch.device) -> tuple[Model, ImageData]:
     """The configured model, initialised from the run's seed, and its data, both on `device`."""
     torch.manual_seed(config.train.seed)
     data = data_module.load(config.data, device)
-    return models.build(config, data.classes).to(device), data
+    return models.build(config, data.classes, len(data.train)).to(device), data
 
 
 def train(config: Config, run_dir: Path, resume: dict | None = None, world: World = World()) -> list[dict]:

@@ -1,0 +1,67 @@
+"""Each model kind's options: the `model.*` keys it reads, with defaults, ranges and help, and
+its traits as class variables. No torch here: config.py builds `ModelConfig` and the rules of
+which kind reads which key from these classes (through the registry in vae_cli/models.py), and
+the CLI checks a config with them before torch is loaded.
+
+A key declared by several kinds must be declared the same way (inherit it)."""
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..fields import option
+
+
+@dataclass
+class KindOptions:
+    """What every kind reads, and the traits the rest of the tool asks about."""
+    has_density: ClassVar[bool] = False  # the ELBO, the NLL and bits/dim make sense
+    fitted_once: ClassVar[bool] = False  # fitted in one shot, no training loop
+    latent_dim: int = option(4, "size of the code", minimum=1, maximum=4096)
+
+
+@dataclass
+class NetworkOptions(KindOptions):
+    """Kinds with encoder and decoder networks (vae_cli/networks.py) and a pixel likelihood
+    (vae_cli/objectives.py)."""
+    network: str = option("conv", "encoder/decoder family; the decoder mirrors the encoder", choices=("mlp", "conv"))
+    hidden: list[int] = option([16, 32], "mlp: hidden layer sizes; conv: channels per stride-2 layer")
+    activation: str = option("relu", "nonlinearity between layers", choices=("relu", "tanh", "elu", "silu"))
+    likelihood: str = option("bernoulli", "decoder distribution over pixels: bernoulli, gaussian, or logistic "
+                                          "(discretized over the 256 values of 8-bit images: honest bits/dim)",
+                             choices=("bernoulli", "gaussian", "logistic"))
+    gaussian_scale: float = option(0.1, "pixel noise standard deviation (initial value if learned)",
+                                   above=0.0, used_with=("likelihood", ("gaussian",)))
+    learn_scale: bool = option(False, "learn the pixel noise scale", used_with=("likelihood", ("gaussian",)))
+
+
+@dataclass
+class PCAOptions(KindOptions):
+    """pca: linear, fitted once."""
+    fitted_once: ClassVar[bool] = True
+
+
+@dataclass
+class AutoencoderOptions(NetworkOptions):
+    """ae: deterministic code."""
+
+
+@dataclass
+class VAEOptions(NetworkOptions):
+    """vae: the variational autoencoder (also conditional on a label)."""
+    has_density: ClassVar[bool] = True
+    beta: float = option(1.0, "weight of the KL term (0 = no KL: the model collapses to an autoencoder; "
+                              "the -ELBO is reported beside any other value)", minimum=0.0)
+    kl_warmup_epochs: float = option(0.0, "training: the KL weight rises linearly from 0 to beta over this many "
+                                          "epochs (0 = none)", minimum=0.0)
+    free_bits: float = option(0.0, "training: nats per latent dimension the KL is not pushed below, as a batch "
+                                   "average (Kingma et al. 2016; 0 = none)", minimum=0.0)
+    conditional: bool = option(False, "encoder and decoder also read each image's class, one-hot (needs "
+                                      "mnist, fashion-mnist or a folder of class subfolders); "
+                                      "then vae sample --label NAME")
+
+
+@dataclass
+class IWAEOptions(NetworkOptions):
+    """iwae: importance-weighted bound."""
+    has_density: ClassVar[bool] = True
+    k: int = option(5, "posterior samples per image in the importance-weighted bound (1 = the ELBO)", minimum=1)
