@@ -139,20 +139,31 @@ def test_vae_runs_lists_newest_first_and_shows_one(vae, runs_dir):
     assert result.exit_code == 1 and "does not exist" in result.output
 
 
-def test_tables_keep_their_rows_whole_in_a_pipe(tmp_path):
-    """Piped or logged, rich would fold at 80 columns; every config's description must stay on
-    its row."""
+def test_piped_tables_of_prose_stay_readable_and_whole(tmp_path):
+    """Piped or logged, rich would fold at 80 columns, and unfolded a table of descriptions ran to
+    about 290; `vae configs` and `vae keys` wrap their prose column within 120 columns, and each
+    config's description is there whole, on its own row's lines."""
     import os
     import subprocess
     import sys
 
     from vae_cli import catalog
     env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
-    printed = subprocess.run([sys.executable, "-m", "vae_cli", "configs"], capture_output=True, text=True,
-                             env=env, cwd=tmp_path, check=True).stdout
-    rows = {line.split()[0]: line for line in printed.splitlines() if line.strip()}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "vae_cli", *args], capture_output=True,  # noqa: E731
+                                       text=True, env=env, cwd=tmp_path, check=True).stdout
+    printed = run("configs")
+    lines = printed.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 120
+    column = next(line.index("description") for line in lines if "description" in line.split())
+    descriptions, name = {}, None
+    for line in lines[lines.index(next(line for line in lines if line.split()[:1] == ["name"])) + 2:]:
+        if not line.strip() or line.startswith("from "):
+            continue
+        name = line[:column].split()[0] if line[:column].strip() else name
+        descriptions[name] = f"{descriptions.get(name, '')} {line[column:].strip()}".strip()
     for entry in catalog.entries():
-        assert entry.description in rows[entry.name], printed
+        assert descriptions[entry.name] == " ".join(entry.description.split()), printed
+    assert max(len(line.rstrip()) for line in run("keys").splitlines()) <= 120
 
 
 def test_a_long_run_name_stays_on_its_row_when_vae_runs_is_piped(vae, runs_dir):

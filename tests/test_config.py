@@ -41,7 +41,7 @@ def test_overrides_apply_and_parse_yaml_values():
     ("train:\n  lr: -0.1\n", "train.lr must be a number > 0, got -0.1"),
     ("train:\n  epochs: three\n", "train.epochs must be an integer >= 1, got 'three'"),
     ("model:\n  latnt_dim: 3\n", "unknown key 'model.latnt_dim' (did you mean 'model.latent_dim'?)"),
-    ("modle:\n  latent_dim: 3\n", "unknown key 'modle' (did you mean 'model"),
+    ("modle:\n  latent_dim: 3\n", "unknown section 'modle' (did you mean 'model'?)"),
     ("data:\n  name: cifar\n", "data.name must be one of moons, mnist, fashion-mnist, folder, got 'cifar'"),
     ("- 1\n- 2\n", "a config must be a mapping of sections"),
     ("model: 3\n", "section 'model' must be a mapping"),
@@ -138,3 +138,10 @@ def test_keys_lists_what_a_kind_accepts(vae):
     assert "model.beta" in {row[0] for row in config.describe_keys("vae")}
     result = vae("keys", "--kind", "ae")
     assert result.exit_code == 0 and "model.hidden" in result.output and "model.beta" not in result.output
+
+
+def test_an_override_without_a_known_section_suggests_the_section():
+    with pytest.raises(ConfigError, match=r"unknown section 'trian' \(did you mean 'train'\?\)"):
+        config.load(None, ["trian=3"])
+    with pytest.raises(ConfigError, match=r"unknown section 'trian' \(did you mean 'train'\?\)"):
+        config.load(None, ["trian.lr=3"])

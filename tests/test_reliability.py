@@ -200,6 +200,8 @@ def test_signal_mid_epoch_saves_and_resume_finishes_identically(runs_dir, sig):
     output = interrupted.communicate(timeout=60)[0]
     assert interrupted.returncode == 130, output
     assert "resume with: vae train --resume" in output
+    # A stop the user asked for is no error: "stopped at epoch 2 step N/1024 (Ctrl-C) and saved ..."
+    assert "error:" not in output and "stopped at epoch" in output, output
     saved = torch.load(runs_dir / "cut/checkpoints/last.pt", weights_only=True)
     assert saved["epoch"] < 3 and 0 < saved["step"] < 1024, (saved["epoch"], saved["step"])  # mid-epoch
     assert runs.summary(runs_dir / "cut")["state"] == "interrupted"  # no longer "training"

@@ -26,13 +26,14 @@ try:  # typer >= 0.22 carries its own copy of click
 except ImportError:
     from click.exceptions import ClickException
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from . import config as config_module
 from . import files, references
-from .console import console, err_console, warn
+from .console import console, err_console, print_prose_table, warn
 from .console import error as print_error
-from .errors import UsageError, VaeError
+from .errors import Stopped, UsageError, VaeError
 
 class OneLineUsageErrors(TyperGroup):
     """Typer's own usage errors (`--n 0`, an unknown option) in the tool's one-line style,
@@ -104,6 +105,9 @@ def friendly_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except Stopped as stop:
+            err_console.print(str(stop), soft_wrap=True)
+            raise typer.Exit(stop.exit_code) from None
         except VaeError as error:
             fail(str(error), error.exit_code)
         except OSError as error:
@@ -424,7 +428,7 @@ def evaluation_table(report: dict) -> Table:
 @app.command()
 @friendly_errors
 def compare(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Finished run directories on the same dataset.")],
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="Finished run directories on the same dataset.")],
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("compare.png"),
     k: Annotated[int, typer.Option("--k", min=1, help="Importance samples per image for the VAEs' NLL.")] = 100,
     images: Annotated[int, typer.Option(min=2, help="Test images the numbers are measured on.")] = 1000,
@@ -494,7 +498,7 @@ def keys(
         table.add_column(column)
     for key, default, meaning in config_module.describe_keys(kind):
         table.add_row(key, "null" if default is None else str(default), meaning)
-    console.print(table)
+    print_prose_table(table)
 
 
 @app.command("configs")
@@ -507,7 +511,7 @@ def list_configs():
         table.add_column(column, no_wrap=column != "description")
     for entry in catalog.entries():
         table.add_row(entry.name, entry.dataset, entry.model, entry.epoch, entry.description)
-    console.print(table)
+    print_prose_table(table)
     console.print(f"from {catalog.folder()}", highlight=False, soft_wrap=True)
 
 
@@ -576,11 +580,10 @@ def list_runs(
         raise VaeError(f"{run_dir} has no config.yaml: it is not a folder made by `vae train`")
     run = runs.summary(run_dir)
     config = run["config"]
-    console.print(f"[bold]{run_dir}[/]  {run['state']}, epoch {run['epochs']}", highlight=False)
-    console.print(f"data {config.data.name}; model {config.model.kind} {config.model.network} "
-                  f"hidden {config.model.hidden}, {config.model.latent_dim}-d code, {config.model.likelihood}, "
-                  f"beta {config.model.beta:g}; train batch {config.train.batch_size}, lr {config.train.lr:g}, "
-                  f"seed {config.train.seed}, device {config.train.device}", highlight=False)
+    console.print(Text.assemble((str(run_dir), "bold"), f"  {run['state']}, epoch {run['epochs']}"), highlight=False)
+    model = ", ".join(f"{key} {value}" for key, value in config.to_dict()["model"].items())
+    console.print(f"data {config.data.name}; model {model}; train batch {config.train.batch_size}, "
+                  f"lr {config.train.lr:g}, seed {config.train.seed}, device {config.train.device}", highlight=False)
     metrics = Table(title="last metrics", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")

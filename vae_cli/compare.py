@@ -17,9 +17,10 @@ def load_runs(run_dirs: list[Path], device="cpu", checkpoint: str = "best"):
     loaded = [(run_dir, *runs.load_model(run_dir, checkpoint, device=device)[:2]) for run_dir in run_dirs]
     for run_dir, _, model in loaded:
         runs.refuse_conditional(model, run_dir, "vae compare")
-    shapes = {(c.data.name, c.data.image_size, c.data.channels) for _, c, _ in loaded}
-    if len(shapes) > 1:
-        raise UsageError(f"these runs use different data ({', '.join(sorted(map(str, shapes)))}): "
+    datasets = {f"{run_dir.name}: {c.data.name} {c.data.image_size}x{c.data.image_size}x{c.data.channels}"
+                for run_dir, c, _ in loaded}
+    if len({entry.split(": ", 1)[1] for entry in datasets}) > 1:
+        raise UsageError(f"these runs use different data ({', '.join(sorted(datasets))}): "
                          f"compare runs of one dataset")
     return loaded
 

@@ -148,9 +148,17 @@ def describe_keys(kind: str | None = None) -> list[tuple[str, object, str]]:
 
 
 def _unknown_key(key: str, source: str) -> ConfigError:
+    if key.partition(".")[0] not in SECTION_CLASSES:
+        return _unknown_section(key.partition(".")[0], source)
     close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.5)
     hint = f" (did you mean '{close[0]}'?)" if close else f"; valid keys: {', '.join(all_keys())}"
     return ConfigError(f"{source}: unknown key {key!r}{hint}")
+
+
+def _unknown_section(name: str, source: str) -> ConfigError:
+    close = difflib.get_close_matches(name, list(SECTION_CLASSES), n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"{source}: unknown section {name!r}{hint}; the sections are {', '.join(SECTION_CLASSES)}")
 
 
 def _describe(f: dataclasses.Field, tp) -> str:
@@ -247,7 +255,7 @@ def from_dict(raw, source: str) -> Config:
         sections[section] = cls(**kwargs)
     for section in raw:
         if section not in SECTION_CLASSES:
-            raise _unknown_key(str(section), source)
+            raise _unknown_section(str(section), source)
     config = Config(**sections)
     for section, values in vars(config).items():
         _check_unread_keys(section, values, source)

@@ -16,6 +16,13 @@ PIPE_WIDTH = 1000
 console = Console(markup=False, emoji=False,
                   width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPE_WIDTH)
 err_console = Console(stderr=True, markup=False, emoji=False, highlight=False)
+# A table with a column of prose (what a key means, what a config is for) wraps that column to
+# stay readable, in a pipe too: it is at most this wide.
+PROSE_WIDTH = 120
+
+
+def print_prose_table(table) -> None:
+    console.print(table, width=min(console.width, PROSE_WIDTH))
 
 
 def warn(message: str) -> None:

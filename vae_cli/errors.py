@@ -7,6 +7,12 @@ class VaeError(Exception):
     exit_code = 1
 
 
+class Stopped(VaeError):
+    """A stop the user asked for (Ctrl-C, SIGTERM): not a failure, so no "error:"; exit code 130."""
+
+    exit_code = 130
+
+
 class UsageError(VaeError):
     """Bad configuration or command-line input: exit code 2, Typer's convention for usage errors."""
 

@@ -21,7 +21,7 @@ from .cuda_graph import GraphedStep
 from .console import console
 from .data import ImageData
 from .distributed import World
-from .errors import VaeError
+from .errors import Stopped, VaeError
 from .board import NO_BOARD, Board
 from .images import grid_columns, save_grid
 from .kinds.base import TERM_LABELS, Model
@@ -31,8 +31,8 @@ PICTURE_COUNT = 64
 RECONSTRUCTION_COUNT = 16
 
 
-class TrainingInterrupted(VaeError):
-    exit_code = 130
+class TrainingInterrupted(Stopped):
+    pass
 
 
 class NonFiniteLoss(VaeError):
@@ -370,9 +370,12 @@ def epoch_line(record: dict, epochs: int, model: Model) -> str:
             f"{record['images_per_s']:,.0f} img/s")
 
 
+SIGNAL_NAMES = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM"}
+
+
 def interrupted(stop: StopRequests, where: str, run_dir: Path) -> TrainingInterrupted:
     return TrainingInterrupted(
-        f"{stop.signal_name or 'a signal on another rank'}: stopped {where} and saved "
+        f"stopped {where} ({SIGNAL_NAMES.get(stop.signal_name, 'a signal on another rank')}) and saved "
         f"{run_dir / 'checkpoints' / 'last.pt'}; resume with: vae train --resume {run_dir}")
 
 
