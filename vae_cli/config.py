@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from . import files, models
+from .datasets import DATASETS
 from .fields import Section, option, option_like
 from .errors import UsageError
 
@@ -37,7 +38,8 @@ SEED_MAX = 2**32 - 1  # seeds become torch generator seeds, combined with the ep
 @dataclass
 class DataConfig(Section):
     selector = "name"
-    name: str = option("moons", "dataset", choices=("moons", "mnist", "fashion-mnist", "folder"))
+    name: str = option("moons", "dataset: " + " | ".join(f"{name} ({d.summary})" for name, d in DATASETS.items()),
+                       choices=tuple(DATASETS))
     root: str | None = option(None, "folder holding MNIST/ and FashionMNIST/ (else $VAE_DATA, else ./data)")
     path: str | None = option(None, "the folder of images", used_by=("folder",))
     image_size: int = option(28, "images are resized to image_size x image_size", minimum=8, maximum=1024)
@@ -60,9 +62,6 @@ class DataConfig(Section):
         if self.crop == "auto":
             return "object" if self.name == "moons" else "none"
         return self.crop
-
-
-LABELLED_DATA = ("mnist", "fashion-mnist", "folder")  # folder: when its images sit in class subfolders
 
 
 def _model_config_class() -> type:
@@ -295,21 +294,21 @@ def _check_unread_keys(section: str, values: Section, source: str) -> None:
 
 def unlabelled_data_error(config: Config, source: str) -> ConfigError:
     where = f" at {config.data.path} (no class subfolders)" if config.data.name == "folder" else ""
-    return ConfigError(f"{source}: model.conditional=true needs images with labels ({', '.join(LABELLED_DATA[:-1])}, "
-                       f"or a folder with one subfolder per class); data.name={config.data.name}{where} has none: "
-                       f"set model.conditional=false")
+    labelled = ", ".join(f"{name} ({d.labels})" for name, d in DATASETS.items() if d.labelled)
+    return ConfigError(f"{source}: model.conditional=true needs images with labels: {labelled}; "
+                       f"data.name={config.data.name}{where} has none: set model.conditional=false")
 
 
 def _check_combination(config: Config, source: str) -> None:
     """Rules that involve more than one key."""
     data, model = config.data, config.model
-    if model.applies("conditional") and model.conditional and data.name not in LABELLED_DATA:
+    dataset = DATASETS[data.name]
+    if model.applies("conditional") and model.conditional and not dataset.labelled:
         raise unlabelled_data_error(config, source)
-    if data.name in ("mnist", "fashion-mnist") and (data.image_size, data.channels) != (28, 1):
-        raise ConfigError(f"{source}: {data.name} images are 28x28 grayscale: "
-                          f"set data.image_size=28 and data.channels=1")
-    if data.name == "moons" and data.channels != 1:
-        raise ConfigError(f"{source}: moons are grayscale: set data.channels=1")
+    if data.channels not in dataset.channels or dataset.image_size not in (None, data.image_size):
+        fixes = [f"data.image_size={dataset.image_size}"] if dataset.image_size else []
+        fixes += [f"data.channels={dataset.channels[0]}"] if len(dataset.channels) == 1 else []
+        raise ConfigError(f"{source}: {data.name} images are {dataset.shape_rule}: set {' and '.join(fixes)}")
     if data.name == "folder" and not data.path:
         raise ConfigError(f"{source}: data.name=folder needs data.path, the folder of images")
     if data.binarize != "none" and model.applies("likelihood") and model.likelihood != "bernoulli":

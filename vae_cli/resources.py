@@ -10,13 +10,11 @@ import torch
 
 from . import models
 from .config import Config
+from .datasets import DATASETS
 from .console import warn
 from .errors import VaeError
 
 BYTES_PER_VALUE = 4  # float32
-# Bytes per training image kept in memory: 8-bit sources stay uint8 (see data.py).
-STORED_BYTES = {"moons": 4, "mnist": 1, "fashion-mnist": 1, "folder": 1}
-DATASET_SIZES = {"mnist": (60_000, 10_000), "fashion-mnist": (60_000, 10_000)}
 LARGE_SHARE = 0.5  # warn when a run needs more than this share of the available memory
 
 
@@ -28,7 +26,8 @@ def estimate(config: Config, n_train: int | None = None, n_test: int | None = No
     """Bytes needed for training, by part. The model is built on the meta device (no memory)
     and run on one meta batch, whose module outputs stand for the activations backward keeps."""
     data, train = config.data, config.train
-    n_train, n_test = DATASET_SIZES.get(data.name, (n_train or data.train_size, n_test or data.test_size))
+    dataset = DATASETS[data.name]
+    n_train, n_test = dataset.sizes or (n_train or data.train_size, n_test or data.test_size)
     pixels = data.channels * data.image_size ** 2
     # A conditional model's label inputs add a few numbers per image; its classes are only known
     # once the data is read, so the estimate is the unconditional model's.
@@ -50,7 +49,7 @@ def estimate(config: Config, n_train: int | None = None, n_test: int | None = No
             hook.remove()
     activations = sum(out.numel() for out in outputs if isinstance(out, torch.Tensor))
     return {
-        "data": n_train * pixels * STORED_BYTES[data.name] + n_test * pixels * BYTES_PER_VALUE,
+        "data": n_train * pixels * dataset.bytes_per_value + n_test * pixels * BYTES_PER_VALUE,
         # weights, gradients and Adam's two moments
         "model": 4 * parameters * BYTES_PER_VALUE,
         # each output kept for backward, and its gradient

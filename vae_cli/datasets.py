@@ -1,0 +1,38 @@
+"""The registry of datasets: the name `data.name` takes, to what the rest of the tool needs to
+know about it before loading it. config.py reads it for the dataset choices and their rules,
+resources.py for the memory a run needs; the loaders are data.LOADERS (tests/test_config.py
+ties the two). No torch here, so a config can be checked before torch is loaded.
+
+Adding a dataset: its loader in data.py's LOADERS, and one entry here."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Dataset:
+    summary: str                        # a few words for `vae keys` and the docs
+    bytes_per_value: int                # how a training pixel is held in memory: 1 (8-bit source, uint8) or 4 (float32)
+    labelled: bool                      # its images can come with class labels
+    labels: str = "labels"              # what its labels are, for messages
+    image_size: int | None = None       # the one size its images have, where fixed
+    channels: tuple[int, ...] = (1, 3)  # the channel counts it can give
+    sizes: tuple[int, int] | None = None  # (training, test) images, where fixed
+
+    @property
+    def shape_rule(self) -> str | None:
+        """What its images must be, as a config must say it; None if anything goes."""
+        colour = "grayscale" if self.channels == (1,) else "RGB" if self.channels == (3,) else None
+        if self.image_size is not None:
+            return f"{self.image_size}x{self.image_size} {colour or ''}".strip()
+        return colour
+
+
+DATASETS = {
+    "moons": Dataset("moons rendered on the fly, no download", bytes_per_value=4, labelled=False, channels=(1,)),
+    "mnist": Dataset("handwritten digits", bytes_per_value=1, labelled=True, labels="digits",
+                     image_size=28, channels=(1,), sizes=(60_000, 10_000)),
+    "fashion-mnist": Dataset("clothing pictures", bytes_per_value=1, labelled=True, labels="clothing classes",
+                             image_size=28, channels=(1,), sizes=(60_000, 10_000)),
+    "folder": Dataset("your own images", bytes_per_value=1, labelled=True,
+                      labels="one subfolder per class"),
+}
