@@ -487,8 +487,12 @@ def plot(
 @friendly_errors
 def keys(
     kind: Annotated[Optional[str], typer.Option(help="Only the keys this model.kind accepts.")] = None,
+    markdown: Annotated[bool, typer.Option(help="Print every key as the Markdown table of docs/configs.md.")] = False,
 ):
     """List every config key with its default and what it means."""
+    if markdown:
+        console.print(config_module.key_reference(), highlight=False, soft_wrap=True, end="")
+        return
     if kind is not None and kind not in config_module.models.KINDS:
         raise UsageError(f"--kind {kind!r}: use one of {', '.join(config_module.models.KINDS)}")
     title = "config keys" + (f" of model.kind={kind}" if kind else "")

@@ -146,6 +146,16 @@ def describe_keys(kind: str | None = None) -> list[tuple[str, object, str]]:
     return rows
 
 
+def key_reference() -> str:
+    """Every config key as a Markdown table: docs/configs.md holds it (`vae keys --markdown`
+    writes it; tests/test_docs.py checks that the page is current)."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|")
+    rows = [f"| `{key}` | `{'null' if default is None else cell(default)}` | {cell(meaning)} |"
+            for key, default, meaning in describe_keys()]
+    return "\n".join(["| key | default | meaning |", "| --- | --- | --- |", *rows]) + "\n"
+
+
 def _unknown_key(key: str, source: str) -> ConfigError:
     if key.partition(".")[0] not in SECTION_CLASSES:
         return _unknown_section(key.partition(".")[0], source)
