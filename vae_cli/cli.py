@@ -220,7 +220,7 @@ def finished(run_dir: Path, checkpoint: dict, epochs: int) -> bool:
     return True
 
 
-SAMPLERS = ("prior", "gmm")  # samplers.py's kinds, named here so a typo fails before torch loads
+SAMPLERS = ("prior", "gmm")  # where vae sample's codes come from, named here so a typo fails before torch loads
 
 
 @app.command()
@@ -296,7 +296,7 @@ def moon(
     console.print(f"wrote {out}")
 
 
-INTERPOLATIONS = ("linear", "slerp")  # latent.interpolate_codes' methods, named here so a typo fails fast
+INTERPOLATIONS = ("linear", "slerp")  # latent.INTERPOLATIONS, named here so a typo fails before torch loads
 
 
 @app.command()

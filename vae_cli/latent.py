@@ -17,15 +17,28 @@ def sample_images(model, n: int, seed: int, temperature: float = 1.0, batch_size
                       for i in range(0, n, batch_size)])
 
 
-def interpolate_codes(a: torch.Tensor, b: torch.Tensor, steps: int, method: str = "linear") -> torch.Tensor:
-    """`steps` codes from a to b inclusive. Spherical interpolation keeps the norm typical of a
-    Gaussian prior, where the straight line passes through the unusually short middle."""
-    t = torch.linspace(0, 1, steps, device=a.device).unsqueeze(1)
-    if method == "slerp":
-        angle = torch.arccos((a / a.norm() * b / b.norm()).sum().clamp(-1, 1))
-        if angle > 1e-6:  # parallel codes: the straight line is the great circle
-            return (torch.sin((1 - t) * angle) * a + torch.sin(t * angle) * b) / torch.sin(angle)
+def linear_path(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (1 - t) * a + t * b
+
+
+def slerp_path(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation keeps the norm typical of a Gaussian prior, where the straight
+    line passes through the unusually short middle."""
+    angle = torch.arccos((a / a.norm() * b / b.norm()).sum().clamp(-1, 1))
+    if angle <= 1e-6:  # parallel codes: the straight line is the great circle
+        return linear_path(a, b, t)
+    return (torch.sin((1 - t) * angle) * a + torch.sin(t * angle) * b) / torch.sin(angle)
+
+
+INTERPOLATIONS = {"linear": linear_path, "slerp": slerp_path}  # vae interpolate --method
+
+
+def interpolate_codes(a: torch.Tensor, b: torch.Tensor, steps: int, method: str = "linear") -> torch.Tensor:
+    """`steps` codes from a to b inclusive, along the path `method` names (INTERPOLATIONS)."""
+    if method not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {method!r}: use one of {', '.join(INTERPOLATIONS)}")
+    t = torch.linspace(0, 1, steps, device=a.device).unsqueeze(1)
+    return INTERPOLATIONS[method](a, b, t)
 
 
 @torch.inference_mode()
