@@ -54,6 +54,7 @@ def old_run(request, runs_dir):
 def test_an_old_run_loads_with_its_weights(old_run):
     run_dir, checkpoint = old_run
     config, model, _ = runs.load_model(run_dir)
+    assert config.train.threads == 0  # still one thread per core, fixed: not the new default, auto
     state = model.state_dict()
     for name, value in checkpoint["model"].items():
         if name in ("code_mean", "code_std"):

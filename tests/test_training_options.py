@@ -82,7 +82,8 @@ def test_gradient_clipping_caps_the_global_norm(tmp_path):
 
 
 ALL_OPTIONS = ["train.epochs=3", "model.activation=elu", "train.adam_eps=1e-5", "train.lr_schedule=cosine",
-               "model.kl_warmup_epochs=1.5", "model.free_bits=0.1", "train.clip_grad_norm=5"]
+               "model.kl_warmup_epochs=1.5", "model.free_bits=0.1", "train.clip_grad_norm=5",
+               "train.threads=1"]  # bit for bit needs a fixed thread count (docs/speed.md)
 
 
 def test_every_option_resumes_mid_epoch_bit_for_bit(tmp_path):

@@ -25,7 +25,7 @@ TINY = [a for o in TINY_MOONS for a in ("--set", o)]
     (["train", "--set", "train.seed=99999999999999999999"], "train.seed must be an integer from 0 to 4294967295"),
     (["train", "--set", "model.latent_dim=100000"], "model.latent_dim must be an integer from 1 to 4096"),
     (["train", "--set", "train.batch_size=1000000000"], "train.batch_size must be an integer from 1 to"),
-    (["train", "--set", "train.threads=100000"], "train.threads must be an integer from 0 to"),
+    (["train", "--set", "train.threads=100000"], "train.threads must be auto or an integer from 0 to"),
     *[(["train", "--name", name], "a run name is 1 to 64 letters, digits, - and _, starting with a letter or digit")
       for name in ["a b", "a\nb", "*", "-dash", ".hidden", "x" * 300, "latest"]],
 ])

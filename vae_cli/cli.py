@@ -149,7 +149,7 @@ def train(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file, or the name of a shipped one such as mnist.yaml (`vae configs` lists them; a file of that name here wins). Default: the moons config built in.")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a key, e.g. --set train.epochs=3 (repeatable; `vae keys` lists them).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder name under runs/ (default: dataset-kind-time).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue this run from its last.pt (only train.epochs and train.device may be --set).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue this run from its last.pt (only train.epochs, train.device and train.threads may be --set).")] = None,
 ):
     """Train a model and write checkpoints, metrics and pictures into runs/<name>/."""
     from . import catalog
@@ -166,9 +166,10 @@ def train(
         runs.refuse_if_training(resume)
         path = resume / "checkpoints" / "last.pt"
         checkpoint = runs.load_checkpoint(path)
-        # Anything but the length of the run and the device would make the resumed run a different one.
+        # Anything but the length of the run, the device and the threads would make the resumed run a different one.
         run_config = config_module.with_overrides(runs.config_of(checkpoint, path).to_dict(), overrides,
-                                                  f"--resume {resume}", allowed={"train.epochs", "train.device"})
+                                                  f"--resume {resume}",
+                                                  allowed={"train.epochs", "train.device", "train.threads"})
         if finished(resume, checkpoint, run_config.train.epochs):
             return
         origin = f"resumed from {path}"
@@ -373,20 +374,24 @@ def evaluate(
     k: Annotated[int, typer.Option("--k", min=1, max=1_000_000, help="Importance samples per image for the NLL.")] = 1000,
     batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Images per batch.")] = 100,
     checkpoint: CheckpointOption = "best",
-    seed: Annotated[int, typer.Option(min=0, max=config_module.SEED_MAX, help="Seed for the importance samples (the same seed gives the same numbers).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=config_module.SEED_MAX, help="Seed for the importance samples (the same seed and --threads N give the same numbers).")] = 0,
     device: DeviceOption = "auto",
+    threads: Annotated[str, typer.Option(help="CPU threads: auto (chosen from measured speed as it runs), or a number.")] = "auto",
 ):
     """Measure a trained model: -ELBO, importance-weighted NLL, bits/dim, active units.
 
     Writes eval.json into the run folder."""
     if split not in ("train", "test"):
         raise UsageError(f"--split {split!r}: use train or test")
+    threads = config_module.check_threads(threads, "vae eval")
     run_dir, run_config, model, target, _ = load_run(run, device, checkpoint, writes="eval.json")
     import torch
     from rich.progress import Progress
 
     from . import data as data_module
     from . import evaluation, runs
+    from . import threads as threads_module
+    controller = threads_module.for_setting(threads, target)
     images, labels = data_module.load(run_config.data, target).split(split)
     from . import builtin
     report = {"run": str(run) if builtin.is_builtin(run) else str(run_dir), "checkpoint": checkpoint, "split": split, "kind": run_config.model.kind,
@@ -397,8 +402,12 @@ def evaluate(
         report["seed"] = seed
         with Progress(*Progress.get_default_columns(), console=console, transient=True) as progress:
             task = progress.add_task(f"{split}: {k} samples per image", total=len(images))
-            report |= evaluation.evaluate(model, images, k, batch_size, labels=labels,
-                                          on_batch=lambda n: progress.advance(task, n))
+            def advance(n: int) -> None:
+                progress.update(task, advance=n, description=f"{split}: {k} samples per image, "
+                                                             f"{controller.count} threads")
+            report |= evaluation.evaluate(model, images, k, batch_size, labels=labels, on_batch=advance,
+                                          timed=controller.timed)
+        report["threads"] = controller.count
     else:
         report["note"] = (f"-ELBO, NLL and bits/dim are undefined for kind={run_config.model.kind}: "
                           f"a deterministic code defines no density over images")

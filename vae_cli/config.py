@@ -103,7 +103,10 @@ class TrainConfig(Section):
     compile: bool = option(False, "torch.compile the model")
     cuda_graph: bool = option(False, "replay each training step as one CUDA graph (CUDA only, fp32 or bf16, "
                                      "one process): several times faster for small models")
-    threads: int = option(0, "CPU threads (0 = one per physical core)", minimum=0, maximum=1024)
+    threads: int | typing.Literal["auto"] = option(
+        "auto", "CPU threads: auto (chosen from measured step times while the run goes on, see docs/speed.md), "
+                "a number (fixed: results the same to the last digit), or 0 (one per physical core, fixed)",
+        minimum=0, maximum=1024)
 
 
 @dataclass
@@ -187,15 +190,29 @@ def _describe(f: dataclasses.Field, tp) -> str:
 def _type_name(tp) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
              list[int]: "a list of positive integers"}
+    words, tp = _words(tp)
+    if words:
+        return " or ".join([*words, _type_name(tp)])
     args = typing.get_args(tp)
     if type(None) in args:
         return names[next(a for a in args if a is not type(None))] + " or null"
     return names[tp]
 
 
+def _words(tp) -> tuple[tuple[str, ...], object]:
+    """The words a type such as `int | Literal["auto"]` accepts besides its other type, and that type."""
+    literals = [a for a in typing.get_args(tp) if typing.get_origin(a) is typing.Literal]
+    if not literals:
+        return (), tp
+    return typing.get_args(literals[0]), next(a for a in typing.get_args(tp) if a is not literals[0])
+
+
 def _coerce(value, tp):
     """The value as type `tp`, or raise ValueError. YAML 1.1 reads `1e-3` as a string, so
     numbers written that way are accepted too."""
+    words, tp = _words(tp)
+    if isinstance(value, str) and value in words:
+        return value
     args = typing.get_args(tp)
     if type(None) in args:
         if value is None:
@@ -228,6 +245,8 @@ def _checked(f: dataclasses.Field, tp, value, key: str, source: str):
     except (ValueError, OverflowError):
         raise ConfigError(f"{source}: {key} must be {_describe(f, tp)}, got {value!r}") from None
     rules = f.metadata
+    if value in _words(tp)[0]:
+        return value
     bad = ((rules["choices"] and value not in rules["choices"])
            or (rules["minimum"] is not None and value < rules["minimum"])
            or (rules["above"] is not None and not value > rules["above"])
@@ -340,6 +359,13 @@ def check_device(name: str, what: str) -> str:
     if not (name in ("auto", "cpu", "cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit())):
         raise ConfigError(f"{what} must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
     return name
+
+
+def check_threads(text: str, command: str):
+    """`command --threads TEXT` as train.threads takes it: auto or a number."""
+    field_ = next(f for f in dataclasses.fields(TrainConfig) if f.name == "threads")
+    value = yaml.safe_load(text) if text.strip() else text
+    return _checked(field_, typing.get_type_hints(TrainConfig)["threads"], value, "--threads", command)
 
 
 def _check_cuda_graph(train: TrainConfig, source: str) -> None:

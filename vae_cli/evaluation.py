@@ -2,6 +2,7 @@
 importance-weighted likelihood, bits/dim and active units."""
 
 import math
+from contextlib import nullcontext
 
 import torch
 
@@ -68,7 +69,7 @@ ELEMENT_BUDGET = 1 << 23  # decoder outputs per chunk (32 MB of float32): k = 50
 
 
 @torch.inference_mode()
-def log_weights(model, x: torch.Tensor, k: int, labels: torch.Tensor | None = None
+def log_weights(model, x: torch.Tensor, k: int, labels: torch.Tensor | None = None, timed=nullcontext
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """log p(x, z_i) − log q(z_i | x) for k posterior samples z_i per image: (k, batch); the
     average over the samples of log q(z_i | x) − log p(z_i), the KL's estimate: (batch,); and
@@ -76,17 +77,19 @@ def log_weights(model, x: torch.Tensor, k: int, labels: torch.Tensor | None = No
     and its prior log p(z). Samples are drawn in chunks so that k × batch × pixels never
     exceeds ELEMENT_BUDGET.
 
-    The decoder runs once per sample on (chunk × batch) codes, which is nearly all the time."""
+    The decoder runs once per sample on (chunk × batch) codes, which is nearly all the time.
+    Each chunk runs inside `timed()` (a ThreadController's, which picks the thread count from them)."""
     mean, log_scale = model.encode(x, labels)
     scale = torch.exp(log_scale)
     chunk = max(1, ELEMENT_BUDGET // (len(x) * x[0].numel()))
     weights, kl_sum = [], torch.zeros(len(x), dtype=torch.float64, device=x.device)
     for start in range(0, k, chunk):
-        noise = torch.randn(min(chunk, k - start), *mean.shape, device=x.device)
-        z = mean + scale * noise
-        log_prior_ratio = model.prior.log_prob(z) - log_normal(z, mean, log_scale)
-        weights.append(model.log_likelihood(x, z, labels) + log_prior_ratio)
-        kl_sum -= log_prior_ratio.double().sum(0)
+        with timed():
+            noise = torch.randn(min(chunk, k - start), *mean.shape, device=x.device)
+            z = mean + scale * noise
+            log_prior_ratio = model.prior.log_prob(z) - log_normal(z, mean, log_scale)
+            weights.append(model.log_likelihood(x, z, labels) + log_prior_ratio)
+            kl_sum -= log_prior_ratio.double().sum(0)
     return torch.cat(weights), kl_sum / k, mean, log_scale
 
 
@@ -100,7 +103,7 @@ ACTIVE_UNIT_VARIANCE = 0.01
 
 @torch.inference_mode()
 def evaluate(model, images: torch.Tensor, k: int, batch_size: int, on_batch=lambda n: None,
-             labels: torch.Tensor | None = None) -> dict:
+             labels: torch.Tensor | None = None, timed=nullcontext) -> dict:
     """Everything `vae eval` reports for a model that defines a density on `images`, per image
     in nats unless noted. Bits/dim adds the likelihood's own offset per dimension first (see
     `bits_offset_per_dim` in objectives)."""
@@ -108,7 +111,7 @@ def evaluate(model, images: torch.Tensor, k: int, batch_size: int, on_batch=lamb
     neg_elbo, nll, kl, means, scales = [], [], [], [], []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
-        log_w, kl_estimate, mean, log_scale = log_weights(model, x, k, _part(labels, start, batch_size))
+        log_w, kl_estimate, mean, log_scale = log_weights(model, x, k, _part(labels, start, batch_size), timed)
         neg_elbo.append(-log_w.double().mean(0))
         nll.append(iwae_nll(log_w))
         # The KL per dimension where the prior gives it in closed form, else the estimate as one column.

@@ -87,9 +87,9 @@ def check_training(config: Config, device: torch.device) -> None:
     if config.train.precision == "fp16" and device.type == "cpu":
         warn("train.precision=fp16 on the CPU is emulated and slower than fp32: use bf16 or fp32 there")
     cores = os.cpu_count() or 1
-    if config.train.threads > cores:
+    if config.train.threads != "auto" and config.train.threads > cores:
         warn(f"train.threads={config.train.threads} is more than the {cores} cores here: "
-             f"using {cores}, since extra threads only wait on each other; 0 picks one per core")
+             f"using {cores}, since extra threads only wait on each other; auto picks by measured speed")
 
 
 def check_disk(config: Config, folder, free: int) -> None:

@@ -2,7 +2,6 @@
 exact resume, and a clean stop on Ctrl-C or SIGTERM."""
 
 import math
-import os
 import signal
 import threading
 import time
@@ -16,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import data as data_module
 from . import device as device_module
 from . import charts, evaluation, models, runs
+from . import threads as threads_module
 from .config import Config, ConfigError
 from .cuda_graph import GraphedStep
 from .console import console
@@ -133,8 +133,10 @@ class Trainer:
     In a torchrun world every rank holds the same state; only rank 0 writes files."""
 
     def __init__(self, model: Model, data: ImageData, config: Config, run_dir: Path,
-                 device: torch.device, world: World = World()):
+                 device: torch.device, world: World = World(), threads: threads_module.ThreadController | None = None):
         self.config, self.run_dir, self.device, self.world = config, run_dir, device, world
+        # Times every step and moves the CPU thread count as the machine's load changes.
+        self.threads = threads or threads_module.for_setting(config.train.threads, device)
         if world.size > config.train.batch_size:
             raise VaeError(f"train.batch_size={config.train.batch_size} is the global batch and "
                            f"must be at least the {world.size} processes: raise it")
@@ -258,7 +260,8 @@ class Trainer:
         checked = first_step  # steps before this one are known to have finite losses
         while self.step < self.steps_per_epoch:
             rows = order[self.step * train.batch_size:(self.step + 1) * train.batch_size]
-            step_losses[self.step] = self.take_step(rows)
+            with self.threads.timed():
+                step_losses[self.step] = self.take_step(rows)
             self.step += 1
             done = self.step == self.steps_per_epoch
             stopping = self.stop_requested(stop)
@@ -268,7 +271,8 @@ class Trainer:
                 rate = (self.images_done(self.step) - self.images_done(first_step)) / (time.perf_counter() - started)
                 means = self.named(self.world.sum(self.totals.clone()) / self.images_done(self.step))
                 status = "  ".join(f"{TERM_LABELS.get(name, name)} {value:.2f}" for name, value in means.items())
-                progress.update(task, completed=self.step, status=f"{status}  {rate:,.0f} img/s")
+                progress.update(task, completed=self.step,
+                                status=f"{status}  {rate:,.0f} img/s  {self.threads.count} threads")
                 board.running(means["loss"], self.global_step)
             if stopping and not done:
                 self.save("last")
@@ -298,7 +302,7 @@ class Trainer:
         self.totals.zero_()
         record = {"epoch": self.epoch, **{f"train_{name}": value for name, value in train.items()},
                   **{f"test_{name}": value for name, value in test.items()}, "best": is_best,
-                  "seconds": round(seconds, 3), "images_per_s": round(images_per_s, 1)}
+                  "seconds": round(seconds, 3), "images_per_s": round(images_per_s, 1), "threads": self.threads.count}
         if self.world.is_main:
             pictures = write_pictures(self.model, self.data.test, self.data.test_labels, self.run_dir, self.epoch,
                                       self.config.train.seed)
@@ -323,16 +327,14 @@ def train(config: Config, run_dir: Path, resume: dict | None = None, world: Worl
     """Train the configured model into `run_dir`, continuing from checkpoint `resume` if given.
     Returns the metrics of the epochs trained by this call."""
     device = device_module.choose(config.train.device, world.local_rank if world.distributed else None)
-    if config.train.threads:
-        # More threads than cores only wait on each other at every product (resources.py warns).
-        torch.set_num_threads(min(config.train.threads, os.cpu_count() or 1))
+    threads = threads_module.for_setting(config.train.threads, device)
     model, data = build(config, device)
     if model.fitted_once:
         if world.distributed or resume is not None:
             raise VaeError(f"model.kind={config.model.kind} is fitted in one shot, not a training loop: "
                            f"there is nothing to resume or distribute; train it again in a single process")
         return fit_once(model, data, config, run_dir)
-    trainer = Trainer(model, data, config, run_dir, device, world)
+    trainer = Trainer(model, data, config, run_dir, device, world, threads)
     if resume is not None:
         trainer.restore(resume)
         if world.is_main:
