@@ -10,7 +10,7 @@ import pytest
 from vae_cli import __version__
 
 # Runs the CLI in a fresh interpreter, then reports whether torch or matplotlib (charts.py's,
-# for curves.png and vae plot) was imported along the way.
+# for curves.png and vae plot) or vae explore's web server was imported along the way.
 PROBE = """
 import sys
 from vae_cli.cli import app
@@ -18,7 +18,7 @@ try:
     app(sys.argv[1:], prog_name="vae")
 except SystemExit as end:
     code = end.code
-slow = [name for name in ("torch", "matplotlib") if name in sys.modules]
+slow = [name for name in ("torch", "matplotlib", "starlette", "uvicorn") if name in sys.modules]
 print("slow imports:", ",".join(slow) or "none", "exit:", code, file=sys.stderr)
 """
 
@@ -39,7 +39,7 @@ def test_importing_the_cli_does_not_import_torch():
 
 @pytest.mark.parametrize("args, exit_code", [
     (["--help"], "0"), (["-h"], "0"), (["train", "--help"], "0"), (["sample", "-h"], "0"),
-    (["keys"], "0"), (["configs"], "0"), (["runs", "--help"], "0"),
+    (["keys"], "0"), (["configs"], "0"), (["runs", "--help"], "0"), (["explore", "--help"], "0"),
     (["train", "--bogus"], "2"),
     (["train", "--set", "model.latnt_dim=2"], "2"),
     (["train", "--config", "does-not-exist.yaml"], "2"),

@@ -83,6 +83,18 @@ def test_the_wheel_ships_the_builtin_moons_model(installed):
     assert (empty / "interpolate_full_half_slerp_11steps.png").is_file()
 
 
+def test_the_wheel_ships_the_explore_page_and_serves_it(installed):
+    wheel, vae, elsewhere, env, site = installed
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = sorted(p.name for p in (ROOT / "vae_cli" / "explore" / "static").iterdir())
+    assert sorted(Path(n).name for n in names if n.startswith("vae_cli/explore/static/")) == shipped
+    serve = ("from starlette.testclient import TestClient; from vae_cli.explore import server; "
+             "client = TestClient(server.create_app()); "
+             "print(server.STATIC, *(client.get(p).status_code for p in ('/', '/static/app.js', '/static/style.css')))")
+    answer = run([str(vae.parent / "python"), "-c", serve], elsewhere, env).stdout.split()
+    assert answer[0].startswith(site) and answer[1:] == ["200", "200", "200"]
+
+
 def test_train_sample_interpolate_as_typed_from_another_folder(installed):
     _, vae, elsewhere, env, site = installed
     where = run([str(vae.parent / "python"), "-c", "import vae_cli; print(vae_cli.__file__)"], elsewhere, env)

@@ -566,6 +566,50 @@ def show_cache(
                   highlight=False)
 
 
+@app.command()
+@friendly_errors
+def explore(
+    run: Annotated[Optional[str], typer.Option("--run", help="The run to open first, by name (default: the newest); the page lists every run in the runs folder.")] = None,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to serve on (0: any free one).")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to serve on. The default lets only this machine in; another exposes your models to whoever reaches it.")] = "127.0.0.1",
+    browser: Annotated[bool, typer.Option(help="Open the page in a web browser, where this session has one.")] = True,
+):
+    """Explore a trained model's latent space in a local web page: sliders over the code,
+    random codes, blending two images (your own or test images), the map of a 2-D code.
+
+    Needs the optional web server: pip install 'vae-cli[explore]'."""
+    try:
+        from .explore import explorer, server
+    except ImportError as error:
+        raise VaeError(f"vae explore needs the web server packages ({error.name} is missing): "
+                       f"pip install 'vae-cli[explore]'") from None
+    if run is not None:
+        explorer.run_folder(run)
+    elif not explorer.names():
+        raise VaeError("no runs to explore yet: train one with `vae train` (`vae runs` lists them)")
+    if host not in server.LOCAL_HOSTS:
+        warn(f"--host {host}: the page has no login; anyone who can reach this address can use it")
+    sock = server.listen(host, port)
+    url = server.address(sock)
+
+    def started():
+        console.print(f"explore: {url}  (Ctrl-C stops it)", highlight=False)
+        if browser and _has_browser():
+            import webbrowser
+            webbrowser.open(url)
+    try:
+        server.serve(sock, run, on_started=started)
+    except KeyboardInterrupt:
+        pass  # uvicorn has already shut down cleanly; Ctrl-C is how this command ends
+    console.print("stopped")
+
+
+def _has_browser() -> bool:
+    """A graphical browser can open: on macOS and Windows, or where a display is set. Without
+    one, Python's webbrowser would start a text browser inside this very terminal."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 @app.command("runs")
 @friendly_errors
 def list_runs(

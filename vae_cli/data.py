@@ -238,12 +238,19 @@ def load_references(references: list[str], config: DataConfig, on_note=warn) -> 
             dataset = dataset or load(config)
             images.append(image_at(dataset.split(split)[0], index, split, reference))
             continue
-        image, mode, notes = read_image(Path(reference), config.channels, config.image_size, config.framing)
-        if (1 if mode in SINGLE_CHANNEL_MODES else 3) != config.channels:
-            notes.append(f"converted {mode} to {PIL_MODES[config.channels]} to match the model")
+        image, notes = read_input_image(Path(reference), config)
         for note in notes:
             if (reference, note) not in noted:
                 on_note(f"{reference}: {note}")
                 noted.add((reference, note))
-        images.append(as_float(image))
+        images.append(image)
     return images
+
+
+def read_input_image(path: Path, config: DataConfig) -> tuple[torch.Tensor, list[str]]:
+    """An image file converted exactly like the training images, as floats in [0, 1], and notes
+    on what was done to it (including a change of its channel count)."""
+    image, mode, notes = read_image(path, config.channels, config.image_size, config.framing)
+    if (1 if mode in SINGLE_CHANNEL_MODES else 3) != config.channels:
+        notes.append(f"converted {mode} to {PIL_MODES[config.channels]} to match the model")
+    return as_float(image), notes
