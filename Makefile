@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 INSTALLED = $(VENV)/.installed
 
-.PHONY: install demo test builtin clean
+.PHONY: install demo test builtin explore-screenshots clean
 
 install: $(INSTALLED)
 
@@ -29,6 +29,10 @@ test: $(INSTALLED)
 # shipped configs/moons.yaml and its seed: run it whenever that config changes, and commit the file.
 builtin: $(INSTALLED)
 	$(BIN)/python -m vae_cli.builtin
+
+# The screenshots docs/explore.md shows, taken by the browser test of `vae explore`.
+explore-screenshots: $(INSTALLED)
+	VAE_EXPLORE_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest -q tests/test_explore_browser.py
 
 clean:
 	rm -rf $(VENV)

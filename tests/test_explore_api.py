@@ -69,11 +69,23 @@ def png_file(image: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def test_the_run_list_is_what_vae_runs_lists(client, runs_root):
+def test_the_run_list_is_what_vae_runs_lists_then_the_builtin_model(client, runs_root, monkeypatch):
     answer = client.get("/api/runs").json()
-    assert [run["name"] for run in answer["runs"]] == [s["name"] for s in runs.summaries()]
-    assert {run["name"] for run in answer["runs"]} == {"four", "two"}
+    assert [run["name"] for run in answer["runs"]] == [s["name"] for s in runs.summaries()] + ["builtin:moons"]
+    assert {run["name"] for run in answer["runs"]} == {"four", "two", "builtin:moons"}
     assert answer["first"] == answer["runs"][0]["name"]  # the newest
+    monkeypatch.setenv("VAE_RUNS", str(runs_root.parent / "no-runs-here"))
+    assert client.get("/api/runs").json()["first"] == "builtin:moons"
+
+
+def test_the_builtin_moons_model_opens_samples_and_fits_its_gmm_in_memory(client):
+    info = client.get("/api/model", params={"run": "builtin:moons"}).json()
+    assert (info["dataset"], info["latent_dim"], info["test_images"]) == ("moons", 4, 1024)
+    for sampler in ("prior", "gmm"):
+        answer = client.post("/api/random", json={"run": "builtin:moons", "seed": 0, "sampler": sampler})
+        assert answer.status_code == 200, answer.text
+    assert client.get("/api/model", params={"run": "builtin:mars"}).json()["error"] == (
+        "--run builtin:mars: no built-in model 'mars'; there is builtin:moons")
 
 
 def test_model_info_orders_the_sliders_by_activity_and_maps_only_2d_codes(client):

@@ -569,7 +569,7 @@ def show_cache(
 @app.command()
 @friendly_errors
 def explore(
-    run: Annotated[Optional[str], typer.Option("--run", help="The run to open first, by name (default: the newest); the page lists every run in the runs folder.")] = None,
+    run: Annotated[Optional[str], typer.Option("--run", help="The run to open first, by name, or builtin:moons (default: the newest run, else builtin:moons); the page lists every run in the runs folder and the built-in models.")] = None,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to serve on (0: any free one).")] = 8000,
     host: Annotated[str, typer.Option(help="Address to serve on. The default lets only this machine in; another exposes your models to whoever reaches it.")] = "127.0.0.1",
     browser: Annotated[bool, typer.Option(help="Open the page in a web browser, where this session has one.")] = True,
@@ -584,9 +584,7 @@ def explore(
         raise VaeError(f"vae explore needs the web server packages ({error.name} is missing): "
                        f"pip install 'vae-cli[explore]'") from None
     if run is not None:
-        explorer.run_folder(run)
-    elif not explorer.names():
-        raise VaeError("no runs to explore yet: train one with `vae train` (`vae runs` lists them)")
+        explorer.check_name(run)
     if host not in server.LOCAL_HOSTS:
         warn(f"--host {host}: the page has no login; anyone who can reach this address can use it")
     sock = server.listen(host, port)

@@ -3,8 +3,8 @@ worker threads and the tests call directly.
 
 Codes travel as lists of floats in the model's own code space; images come back as PNG bytes
 at the model's resolution (the page scales them up). A run is named, never given as a path:
-`names()` lists what `vae runs` lists, and `load(name)` only opens a folder of that exact name
-under the runs folder.
+`names()` lists what `vae runs` lists and the built-in models (builtin:moons), and a name
+opens only a folder of that exact name under the runs folder, or a built-in model.
 """
 
 import base64
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import data as data_module
-from .. import evaluation, latent, runs, samplers
+from .. import builtin, evaluation, latent, runs, samplers
 from ..cli import SAMPLERS
 from ..errors import UsageError, VaeError
 from ..images import to_pil
@@ -30,15 +30,29 @@ ACTIVE_VARIANCE = 0.01  # a dimension whose codes vary less says little (Burda e
 
 
 def names() -> list[dict]:
-    """The runs the page can open, newest first, as `vae runs` lists them."""
-    return [{"name": run["name"], "dataset": run["dataset"], "kind": run["kind"], "epochs": run["epochs"],
-             "state": run["state"]} for run in runs.summaries()]
+    """The runs the page can open, newest first, as `vae runs` lists them, then the built-in models."""
+    found = [{"name": run["name"], "dataset": run["dataset"], "kind": run["kind"], "epochs": run["epochs"],
+              "state": run["state"]} for run in runs.summaries()]
+    for name in builtin.names():
+        config = builtin.shipped_config(builtin.name_of(name))
+        found.append({"name": name, "dataset": config.data.name, "kind": config.model.kind,
+                      "epochs": str(config.train.epochs), "state": "built in"})
+    return found
 
 
-def run_folder(name: str) -> Path:
+def check_name(name) -> None:
+    """A one-line error unless `name` is a run's name in the runs folder or a built-in model's."""
+    if isinstance(name, str) and builtin.is_builtin(name):
+        builtin.name_of(name)
+    else:
+        run_folder(name)
+
+
+def run_folder(name) -> Path:
     """The folder of run `name` under the runs folder: a name by the run-name rule, never a path."""
     if not isinstance(name, str) or not runs.RUN_NAME.fullmatch(name) or name == runs.LATEST:
-        raise UsageError(f"run {str(name)[:80]!r}: not a run name ({runs.RUN_NAME_RULE})")
+        raise UsageError(f"run {str(name)[:80]!r}: not a run name ({runs.RUN_NAME_RULE}) "
+                         f"nor a built-in model ({', '.join(builtin.names())})")
     folder = runs.runs_root() / name
     if not (folder / "config.yaml").is_file():
         raise UsageError(f"no run named {name!r} in {runs.runs_root()}: `vae runs` lists them")
@@ -64,8 +78,13 @@ class Explorer:
 
     def __init__(self, name: str):
         self.name = name
-        self.run_dir = run_folder(name)
-        self.config, self.model, checkpoint = runs.load_model(self.run_dir, "best", "cpu")
+        check_name(name)
+        if builtin.is_builtin(name):
+            self.run_dir = None
+            self.config, self.model, checkpoint = builtin.load(builtin.name_of(name))
+        else:
+            self.run_dir = run_folder(name)
+            self.config, self.model, checkpoint = runs.load_model(self.run_dir, "best", "cpu")
         self.test_error = checkpoint.get("test_error")
         self.lock = threading.Lock()
         self._gmm = None
@@ -76,6 +95,7 @@ class Explorer:
             codes = self.model.encode(shown, labels if self.model.conditional else None)[0]
             prior_low = self.model.codes_from_normal(torch.full((1, self.model.latent_dim), -PRIOR_SPREAD))[0]
             prior_high = self.model.codes_from_normal(torch.full((1, self.model.latent_dim), PRIOR_SPREAD))[0]
+            self.model.decode_image(codes[:1], labels[:1] if self.model.conditional else None)  # torch's slow first call, here rather than on the first slider move
         self.centre = codes.mean(0)
         spread = codes.std(0) if len(codes) > 1 else torch.zeros_like(self.centre)
         self.variance = spread ** 2
@@ -168,9 +188,14 @@ class Explorer:
         return {"code": code[0].tolist(), "input": image, "reconstruction": reconstruction, "notes": notes}
 
     def _mixture(self):
-        """The run's GMM sampler, as `vae sample --sampler gmm` fits and stores it."""
+        """The run's GMM sampler, as `vae sample --sampler gmm` fits and stores it; a built-in
+        model's is fitted the same way and kept in memory (the installed package is not the
+        user's to write into)."""
         with self.lock:
-            if self._gmm is None:
+            if self._gmm is None and self.run_dir is None:
+                codes = samplers.training_codes(self.model, data_module.load(self.config.data))
+                self._gmm = samplers.fit_gmm(codes, seed=self.config.train.seed)[0]
+            elif self._gmm is None:
                 self._gmm = samplers.gmm_for_run(self.run_dir, self.config, self.model, "best")
             return self._gmm
 

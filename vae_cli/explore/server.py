@@ -59,7 +59,7 @@ class Explorers:
 
     def get(self, name) -> explorer.Explorer:
         try:
-            explorer.run_folder(name)  # a bad name goes no further than this
+            explorer.check_name(name)  # a bad name goes no further than this
         except UsageError as error:
             raise ApiError(404, str(error)) from None
         with self._lock:
