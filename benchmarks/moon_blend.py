@@ -46,6 +46,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import photo_moons  # noqa: E402
 from vae_cli import config as config_module, data, images, latent, models, moons, samplers, training  # noqa: E402
+from vae_cli import device as device_module  # noqa: E402
 
 VARIANTS = {
     "default": [],
@@ -149,7 +150,7 @@ def main():
                 run_dir = Path(folder) / f"{name}-{seed}"
                 started = time.perf_counter()
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                    training.train(config, run_dir)
+                    training.train(config, run_dir, device_module.choose(config.train.device))
                 seconds.append(time.perf_counter() - started)
                 loads.append(os.getloadavg()[0])
                 model = models.build(config)

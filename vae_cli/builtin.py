@@ -68,13 +68,14 @@ def load(name: str, device="cpu"):
 
 def make(name: str) -> Path:
     """Train built-in model `name` from its shipped config and write its weights file."""
+    from . import device as device_module
     from . import runs, training
     shipped = shipped_config(name)
     config = config_module.with_overrides(shipped.to_dict(), TRAINED_WITH, f"{name} for {COMMAND}")
     with tempfile.TemporaryDirectory() as folder:
         run_dir = Path(folder) / name
         (run_dir / "checkpoints").mkdir(parents=True)
-        training.train(config, run_dir)
+        training.train(config, run_dir, device_module.choose(config.train.device))
         best = runs.load_checkpoint(run_dir / "checkpoints" / "best.pt")
     payload = {"config": shipped.to_dict(), "model": best["model"], "classes": best["classes"],
                "epoch": best["epoch"], "step": best["step"], "test_error": best["test_error"],

@@ -6,12 +6,10 @@ each command imports the modules it needs inside its body. `vae --help`, `vae ke
 configs` and every usage error answer without loading torch (tests/test_cli_speed.py checks it).
 """
 
-import contextlib
 import functools
 import json
 import os
 import re
-import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -152,73 +150,8 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="Continue this run from its last.pt (only train.epochs, train.device and train.threads may be --set).")] = None,
 ):
     """Train a model and write checkpoints, metrics and pictures into runs/<name>/."""
-    from . import catalog
-    overrides = overrides or []
-    if resume is not None and (config is not None or name is not None):
-        raise UsageError("--resume continues a run with its own config and folder: drop --config and --name")
-    if resume is None:  # before torch loads: a typo fails at once
-        source, origin = catalog.resolve(config) if config is not None else (None, "the built-in defaults")
-        run_config = config_module.load(source, overrides)
-        origin = f"resolved from {origin}"
-    from . import device as device_module
-    from . import distributed, resources, runs, training
-    if resume is not None:
-        runs.refuse_if_training(resume)
-        path = resume / "checkpoints" / "last.pt"
-        checkpoint = runs.load_checkpoint(path)
-        # Anything but the length of the run, the device and the threads would make the resumed run a different one.
-        run_config = config_module.with_overrides(runs.config_of(checkpoint, path).to_dict(), overrides,
-                                                  f"--resume {resume}",
-                                                  allowed={"train.epochs", "train.device", "train.threads"})
-        if finished(resume, checkpoint, run_config.train.epochs):
-            return
-        origin = f"resumed from {path}"
-    else:
-        checkpoint = None
-    if overrides:
-        origin += " with --set " + " --set ".join(overrides)
-    # A wrong device or a run too large for memory fails before a run folder exists.
-    resources.check_training(run_config, device_module.choose(run_config.train.device))
-    world = distributed.start(run_config.train.device)
-    console.quiet = not world.is_main  # under torchrun, rank 0 speaks for all
-    try:
-        if resume is not None:
-            run_dir = resume
-            console.print(f"resuming {run_dir} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['step']}")
-        else:
-            run_dir = Path(world.broadcast(str(runs.new_run_dir(run_config, name)) if world.is_main else None))
-            console.print(f"run directory: {run_dir}")
-        try:
-            if world.is_main:
-                files.check_writable(run_dir / "checkpoints")
-                if checkpoint is None:
-                    resources.check_disk(run_config, run_dir, shutil.disk_usage(run_dir).free)
-                config_module.save(run_config, run_dir / "config.yaml", origin)
-            with runs.training_mark(run_dir) if world.is_main else contextlib.nullcontext():
-                training.train(run_config, run_dir, resume=checkpoint, world=world)
-        except BaseException:
-            if world.is_main:
-                runs.settle_failed_run(run_dir, new=checkpoint is None)
-            raise
-        if world.is_main:
-            runs.mark_latest(run_dir)
-    finally:
-        distributed.stop(world)
-    console.print(f"done: {run_dir}  (checkpoints, metrics.jsonl, pictures)")
-
-
-def finished(run_dir: Path, checkpoint: dict, epochs: int) -> bool:
-    """Whether a run to resume has already trained `epochs` epochs (then say so and how to
-    extend it); fewer epochs than it has trained is an error."""
-    done = checkpoint["epoch"]
-    if checkpoint["step"] != 0 or done < epochs:
-        return False
-    extend = f"vae train --resume {run_dir} --set train.epochs=N with N > {done}"
-    if epochs < done:
-        raise UsageError(f"--set train.epochs={epochs}: {run_dir} has already trained {done} epochs; "
-                         f"to extend it: {extend}")
-    console.print(f"{run_dir} is complete ({done} of {done} epochs); to train it further: {extend}", soft_wrap=True)
-    return True
+    from . import launch
+    launch.train(config, overrides or [], name, resume)
 
 
 SAMPLERS = ("prior", "gmm")  # where vae sample's codes come from, named here so a typo fails before torch loads

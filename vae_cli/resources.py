@@ -70,10 +70,9 @@ def available_memory(device: torch.device) -> int | None:
         return None
 
 
-def check_training(config: Config, device: torch.device) -> None:
-    """Refuse a run whose estimate exceeds the free memory; warn when it is large, and for
-    settings that cannot help."""
-    parts = estimate(config)
+def check_training(config: Config, device: torch.device, parts: dict) -> None:
+    """Refuse a run whose estimate (`parts`, from estimate) exceeds the free memory; warn when
+    it is large, and for settings that cannot help."""
     needed = parts["data"] + parts["model"] + parts["activations"]
     free = available_memory(device)
     breakdown = (f"{gigabytes(needed)} (data {gigabytes(parts['data'])}, model with Adam "
@@ -92,9 +91,10 @@ def check_training(config: Config, device: torch.device) -> None:
              f"using {cores}, since extra threads only wait on each other; auto picks by measured speed")
 
 
-def check_disk(config: Config, folder, free: int) -> None:
-    """Refuse a run whose two checkpoints (and the temporary of a third) cannot fit in `free`."""
-    needed = 3 * estimate(config)["checkpoint"]
+def check_disk(parts: dict, folder, free: int) -> None:
+    """Refuse a run whose two checkpoints (and the temporary of a third; `parts` from estimate)
+    cannot fit in `free`."""
+    needed = 3 * parts["checkpoint"]
     if needed > free:
         raise VaeError(f"cannot write {folder}: not enough space: its checkpoints need about "
                        f"{gigabytes(needed)} and the disk has {gigabytes(free)} free: free some space, "

@@ -13,7 +13,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.nn.parallel import DistributedDataParallel
 
 from . import data as data_module
-from . import device as device_module
 from . import charts, evaluation, models, runs
 from . import threads as threads_module
 from .config import Config, ConfigError
@@ -137,17 +136,7 @@ class Trainer:
         self.config, self.run_dir, self.device, self.world = config, run_dir, device, world
         # Times every step and moves the CPU thread count as the machine's load changes.
         self.threads = threads or threads_module.for_setting(config.train.threads, device)
-        if world.size > config.train.batch_size:
-            raise VaeError(f"train.batch_size={config.train.batch_size} is the global batch and "
-                           f"must be at least the {world.size} processes: raise it")
-        if config.train.cuda_graph and (device.type != "cuda" or world.distributed):
-            raise ConfigError(f"train.cuda_graph needs a CUDA GPU and one process, and this run has "
-                              f"{'several processes' if world.distributed else device.type}: set train.cuda_graph=false")
-        if config.train.cuda_graph and (config.train.lr_schedule != "constant" or model.objective_changes_over_training):
-            # A replayed graph keeps the learning rate and KL weight it was captured with.
-            raise ConfigError("train.cuda_graph replays one captured step, so the learning rate and the KL weight "
-                              "cannot change: use train.lr_schedule=constant and model.kl_warmup_epochs=0, "
-                              "or train.cuda_graph=false")
+        check_setup(config, device, world)
         self.model, self.data = model, data
         self.curves = charts.CurvesPicture(run_dir / "curves.png", run_dir.name)
         network = self.model
@@ -316,6 +305,23 @@ class Trainer:
         return record
 
 
+def check_setup(config: Config, device: torch.device, world: World) -> None:
+    """Refuse settings this trainer cannot honour on `device` in `world` (vae train asks before
+    it makes the run folder; the Trainer asks again, for those who build one directly)."""
+    if world.size > config.train.batch_size:
+        raise VaeError(f"train.batch_size={config.train.batch_size} is the global batch and "
+                       f"must be at least the {world.size} processes: raise it")
+    if config.train.cuda_graph and (device.type != "cuda" or world.distributed):
+        raise ConfigError(f"train.cuda_graph needs a CUDA GPU and one process, and this run has "
+                          f"{'several processes' if world.distributed else device.type}: set train.cuda_graph=false")
+    if config.train.cuda_graph and (config.train.lr_schedule != "constant"
+                                    or models.options_of(config.model).objective_changes_over_training):
+        # A replayed graph keeps the learning rate and KL weight it was captured with.
+        raise ConfigError("train.cuda_graph replays one captured step, so the learning rate and the KL weight "
+                          "cannot change: use train.lr_schedule=constant and model.kl_warmup_epochs=0, "
+                          "or train.cuda_graph=false")
+
+
 def build(config: Config, device: torch.device) -> tuple[Model, ImageData]:
     """The configured model, initialised from the run's seed, and its data, both on `device`."""
     torch.manual_seed(config.train.seed)
@@ -323,10 +329,10 @@ def build(config: Config, device: torch.device) -> tuple[Model, ImageData]:
     return models.build(config, data.classes, len(data.train)).to(device), data
 
 
-def train(config: Config, run_dir: Path, resume: dict | None = None, world: World = World()) -> list[dict]:
-    """Train the configured model into `run_dir`, continuing from checkpoint `resume` if given.
-    Returns the metrics of the epochs trained by this call."""
-    device = device_module.choose(config.train.device, world.local_rank if world.distributed else None)
+def train(config: Config, run_dir: Path, device: torch.device, resume: dict | None = None,
+          world: World = World()) -> list[dict]:
+    """Train the configured model on `device` into `run_dir`, continuing from checkpoint
+    `resume` if given. Returns the metrics of the epochs trained by this call."""
     threads = threads_module.for_setting(config.train.threads, device)
     model, data = build(config, device)
     if model.fitted_once:

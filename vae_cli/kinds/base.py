@@ -143,7 +143,7 @@ class Model(nn.Module):
     @property
     def objective_changes_over_training(self) -> bool:
         """Whether `at_epoch` changes the objective (a replayed CUDA graph could not follow)."""
-        return False
+        return self.options.objective_changes_over_training
 
     @property
     def device(self) -> torch.device:

@@ -18,6 +18,11 @@ class KindOptions:
     fitted_once: ClassVar[bool] = False  # fitted in one shot, no training loop
     latent_dim: int = option(4, "size of the code", minimum=1, maximum=4096)
 
+    @property
+    def objective_changes_over_training(self) -> bool:
+        """Whether the objective moves during training (a replayed CUDA graph could not follow)."""
+        return False
+
 
 @dataclass
 class NetworkOptions(KindOptions):
@@ -58,6 +63,10 @@ class VAEOptions(NetworkOptions):
     conditional: bool = option(False, "encoder and decoder also read each image's class, one-hot (needs "
                                       "mnist, fashion-mnist or a folder of class subfolders); "
                                       "then vae sample --label NAME")
+
+    @property
+    def objective_changes_over_training(self) -> bool:
+        return self.kl_warmup_epochs > 0
 
 
 @dataclass

@@ -49,10 +49,6 @@ class VAE(GaussianCodeModel):
         self.loss_name = "-ELBO" if loss_is_elbo else f"loss (beta={self.beta:g})"
         self.term_names = ("recon", "kl") if loss_is_elbo else ("recon", "kl", "neg_elbo")
 
-    @property
-    def objective_changes_over_training(self):
-        return self.kl_warmup_epochs > 0
-
     def at_epoch(self, epochs_done):
         if self.kl_warmup_epochs:
             self.kl_weight = self.beta * min(1.0, epochs_done / self.kl_warmup_epochs)
