@@ -101,10 +101,14 @@ def test_the_importance_weighted_nll_is_no_worse_than_the_elbo(kind, conditional
     # log of a mean of weights >= mean of their logs, for every image and sample set
     assert report["nll"] <= report["neg_elbo"]
     assert report["neg_elbo"] == pytest.approx(report["recon"] + report["kl"])
-    # the KL is measured against the model's own prior
+    # the KL is measured against the model's own prior (the objective's, averaged over 200 draws
+    # per image: where the KL has no closed form, the objective estimates it from one, and both
+    # estimates of a KL near 0.1 nats differ by a few hundredths)
+    draws = 200
     with torch.no_grad():
-        model_kl = model.objective(x, labels=labels[:20] if conditional else None).terms["kl"].mean()
-    assert report["kl"] == pytest.approx(float(model_kl), rel=0.2)
+        model_kl = model.objective(x.repeat(draws, 1, 1, 1),
+                                   labels=labels[:20].repeat(draws) if conditional else None).terms["kl"].mean()
+    assert report["kl"] == pytest.approx(float(model_kl), rel=0.2, abs=0.05)
 
 
 @pytest.mark.parametrize("kind", KINDS)

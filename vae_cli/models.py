@@ -12,7 +12,7 @@ import dataclasses
 import importlib
 from dataclasses import dataclass
 
-from .kinds.options import AutoencoderOptions, IWAEOptions, PCAOptions, VAEOptions
+from .kinds.options import AutoencoderOptions, IWAEOptions, PCAOptions, TCVAEOptions, VAEOptions, VampOptions
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ KINDS = {
     "iwae": Kind("importance-weighted bound", IWAEOptions, "iwae.IWAE"),
     "ae": Kind("deterministic code", AutoencoderOptions, "autoencoder.Autoencoder"),
     "pca": Kind("linear, fitted once", PCAOptions, "pca.PCA"),
+    "tcvae": Kind("beta-TCVAE: the code's total correlation weighted", TCVAEOptions, "tcvae.TCVAE"),
+    "vamp": Kind("VAE with a learned mixture prior (VampPrior)", VampOptions, "vamp.VampVAE"),
 }
 
 

@@ -44,7 +44,8 @@ class Objective:
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-TERM_LABELS = {"kl": "KL", "neg_elbo": "-ELBO", "squared_error": "squared error"}  # else the name
+TERM_LABELS = {"kl": "KL", "neg_elbo": "-ELBO", "squared_error": "squared error",  # else the name
+               "index_code_mi": "MI", "total_correlation": "TC", "dimension_kl": "dim-KL"}
 
 
 class Prior(nn.Module):

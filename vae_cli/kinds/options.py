@@ -51,13 +51,18 @@ class AutoencoderOptions(NetworkOptions):
 
 
 @dataclass
-class VAEOptions(NetworkOptions):
-    """vae: the variational autoencoder (also conditional on a label)."""
+class WeightedKLOptions(NetworkOptions):
+    """Kinds trained on recon + beta·KL to their prior."""
     has_density: ClassVar[bool] = True
     beta: float = option(1.0, "weight of the KL term (0 = no KL: the model collapses to an autoencoder; "
                               "the -ELBO is reported beside any other value)", minimum=0.0)
     kl_warmup_epochs: float = option(0.0, "training: the KL weight rises linearly from 0 to beta over this many "
                                           "epochs (0 = none)", minimum=0.0)
+
+
+@dataclass
+class VAEOptions(WeightedKLOptions):
+    """vae: the variational autoencoder (also conditional on a label)."""
     free_bits: float = option(0.0, "training: nats per latent dimension the KL is not pushed below, as a batch "
                                    "average (Kingma et al. 2016; 0 = none)", minimum=0.0)
     conditional: bool = option(False, "encoder and decoder also read each image's class, one-hot (needs "
@@ -74,3 +79,19 @@ class IWAEOptions(NetworkOptions):
     """iwae: importance-weighted bound."""
     has_density: ClassVar[bool] = True
     k: int = option(5, "posterior samples per image in the importance-weighted bound (1 = the ELBO)", minimum=1)
+
+
+@dataclass
+class VampOptions(WeightedKLOptions):
+    """vamp: a VAE whose prior is the VampPrior (Tomczak and Welling 2018)."""
+    free_bits: ClassVar[float] = 0.0  # the KL to a mixture has no per-dimension value to hold a floor on
+    pseudo_inputs: int = option(500, "learned pseudo-inputs whose posteriors, mixed equally, are the prior "
+                                     "(Tomczak and Welling's 500)", minimum=1, maximum=100_000)
+
+
+@dataclass
+class TCVAEOptions(NetworkOptions):
+    """tcvae: beta-TCVAE (Chen et al. 2018), the KL split with the total correlation weighted."""
+    has_density: ClassVar[bool] = True
+    tc_weight: float = option(6.0, "beta-TCVAE's beta: weight of the codes' total correlation in the loss (1 = the "
+                                   "ELBO; the -ELBO is reported beside it)", minimum=0.0)

@@ -1,0 +1,73 @@
+"""vamp: a VAE with the VampPrior (Tomczak and Welling 2018, "VAE with a VampPrior"). The prior
+is the equal mixture of the posteriors of K learned pseudo-inputs, p(z) = (1/K) Σ_k q(z | u_k):
+the prior the ELBO would choose (the average posterior), approximated with K images the
+model learns, so it follows where the codes are instead of pulling them to N(0, I)."""
+
+import math
+
+import torch
+from torch import nn
+
+from ..objectives import LOG_2PI
+from .base import ModelContext, Prior
+from .vae import VAE
+
+# Pseudo-inputs start as pale grey images, as in the paper's code (mean 0.05, deviation 0.01),
+# and are clipped to pixel values [0, 1] (its hardtanh) wherever they are used.
+PSEUDO_INPUT_MEAN, PSEUDO_INPUT_STD = 0.05, 0.01
+
+
+class VampPrior(Prior):
+    """The mixture of the posteriors q(z | u_k) of K pseudo-inputs u_k, learned with the model.
+    `encode` is the model's encoder (a method, not a submodule: its weights are the model's)."""
+
+    def __init__(self, shape: tuple[int, int, int], pseudo_inputs: int, encode):
+        super().__init__()
+        self.pseudo_inputs = nn.Parameter(PSEUDO_INPUT_MEAN + PSEUDO_INPUT_STD * torch.randn(pseudo_inputs, *shape))
+        self.encode = encode
+
+    def components(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and log-scale of each component: (K, latent_dim) each."""
+        return self.encode(self.pseudo_inputs.clamp(0, 1))
+
+    def log_prob(self, codes: torch.Tensor) -> torch.Tensor:
+        """log (1/K) Σ_k N(z; m_k, exp(s_k)²) for codes (..., latent_dim): (...)."""
+        mean, log_scale = self.components()
+        precision = torch.exp(-2 * log_scale)
+        flat = codes.reshape(-1, codes.shape[-1])
+        # Σ_d (z_d − m_kd)² / σ_kd² expanded into two matrix products: `vae eval` asks for
+        # k × batch codes at once, whose codes × components × dimensions differences would
+        # cost more than the decoder.
+        squared = (flat ** 2) @ precision.T - 2 * flat @ (mean * precision).T + (mean ** 2 * precision).sum(1)
+        log_density = -0.5 * squared - log_scale.sum(1) - 0.5 * LOG_2PI * codes.shape[-1]  # (codes, K)
+        return (torch.logsumexp(log_density, dim=1) - math.log(len(mean))).reshape(codes.shape[:-1])
+
+    def codes_from_normal(self, noise: torch.Tensor) -> torch.Tensor:
+        """Noise mapped through the mixture's mean and spread per dimension: the Gaussian of
+        the mixture's first two moments, for grids and traversals, which need one map from
+        quantiles to codes. Random codes are drawn from the mixture itself (`sample`)."""
+        mean, log_scale = self.components()
+        centre = mean.mean(0)
+        spread = ((torch.exp(2 * log_scale) + mean ** 2).mean(0) - centre ** 2).clamp_min(0).sqrt()
+        return centre + spread * noise
+
+    def sample(self, n: int, generator: torch.Generator | None, temperature: float) -> torch.Tensor:
+        """n codes: a component chosen uniformly, then its posterior's noise scaled by
+        `temperature`; both drawn from `generator`, so a seed gives the same codes."""
+        mean, log_scale = self.components()
+        component = torch.randint(len(mean), (n,), generator=generator)
+        noise = torch.randn(n, mean.shape[1], generator=generator)
+        component, noise = component.to(mean.device), noise.to(mean.device)
+        return mean[component] + temperature * torch.exp(log_scale[component]) * noise
+
+
+class VampVAE(VAE):
+    """The VAE's networks, bound and options, with the VampPrior. The KL to a mixture has no
+    closed form: training and evaluation estimate it from the posterior sample (Prior.kl)."""
+
+    def __init__(self, options, context: ModelContext):
+        super().__init__(options, context)
+        self.prior = VampPrior(self.shape, options.pseudo_inputs, self.encode)
+
+    def sample_codes(self, n, generator=None, temperature=1.0):
+        return self.prior.sample(n, generator, temperature)
