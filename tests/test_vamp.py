@@ -8,6 +8,8 @@ import torch
 
 from vae_cli import evaluation, models
 
+Normal, Independent = torch.distributions.Normal, torch.distributions.Independent
+
 from trainer_steps import tiny_config
 
 
@@ -29,6 +31,20 @@ def test_the_density_is_the_equal_mixture_of_the_pseudo_inputs_posteriors():
         torch.distributions.Categorical(torch.ones(len(mean), dtype=torch.float64)), components)
     codes = torch.randn(3, 40, 5) * 2
     assert torch.allclose(model.prior.log_prob(codes).double(), mixture.log_prob(codes.double()), atol=1e-4)
+
+
+@torch.no_grad()
+def test_narrow_components_far_from_the_origin_keep_their_density_exact():
+    """In float32, (z − m)² expanded as z² − 2zm + m² cancels for narrow components: a trained
+    model learned to exploit that error (a KL of −237 nats)."""
+    model = vamp(latent_dim=50, pseudo_inputs=3)
+    with torch.no_grad():
+        model.encoder[-1][-1].bias.copy_(torch.cat([torch.full((50,), 3.0), torch.full((50,), -7.0)]))
+    mean, log_scale = model.prior.components()
+    codes = mean[0] + log_scale[0].exp() * torch.randn(100, 50)
+    components = Independent(Normal(mean.double(), log_scale.double().exp()), 1)
+    exact = torch.logsumexp(components.log_prob(codes.double()[:, None]), 1) - math.log(3)
+    assert torch.allclose(model.prior.log_prob(codes).double(), exact, atol=1e-3)
 
 
 @torch.no_grad()

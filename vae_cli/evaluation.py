@@ -6,8 +6,6 @@ from contextlib import nullcontext
 
 import torch
 
-from .objectives import log_normal
-
 
 @torch.inference_mode()
 def average_objective(model, images: torch.Tensor, batch_size: int = 1000, labels: torch.Tensor | None = None) -> dict:
@@ -73,24 +71,12 @@ def log_weights(model, x: torch.Tensor, k: int, labels: torch.Tensor | None = No
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """log p(x, z_i) − log q(z_i | x) for k posterior samples z_i per image: (k, batch); the
     average over the samples of log q(z_i | x) − log p(z_i), the KL's estimate: (batch,); and
-    the posterior's mean and log-scale: (batch, latent_dim) each. The model gives log p(x | z)
-    and its prior log p(z). Samples are drawn in chunks so that k × batch × pixels never
-    exceeds ELEMENT_BUDGET.
-
-    The decoder runs once per sample on (chunk × batch) codes, which is nearly all the time.
-    Each chunk runs inside `timed()` (a ThreadController's, which picks the thread count from them)."""
-    mean, log_scale = model.encode(x, labels)
-    scale = torch.exp(log_scale)
+    the code's posterior mean and log-scale: (batch, latent_dim) each. The model draws the
+    samples and weighs them (`importance_log_weights`: its posterior may have several layers),
+    in chunks of samples so that chunk × batch × pixels never exceeds ELEMENT_BUDGET, each
+    chunk inside `timed()` (a ThreadController's, which picks the thread count from them)."""
     chunk = max(1, ELEMENT_BUDGET // (len(x) * x[0].numel()))
-    weights, kl_sum = [], torch.zeros(len(x), dtype=torch.float64, device=x.device)
-    for start in range(0, k, chunk):
-        with timed():
-            noise = torch.randn(min(chunk, k - start), *mean.shape, device=x.device)
-            z = mean + scale * noise
-            log_prior_ratio = model.prior.log_prob(z) - log_normal(z, mean, log_scale)
-            weights.append(model.log_likelihood(x, z, labels) + log_prior_ratio)
-            kl_sum -= log_prior_ratio.double().sum(0)
-    return torch.cat(weights), kl_sum / k, mean, log_scale
+    return model.importance_log_weights(x, k, chunk, labels, timed)
 
 
 def iwae_nll(log_w: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,8 @@ import dataclasses
 import importlib
 from dataclasses import dataclass
 
-from .kinds.options import AutoencoderOptions, IWAEOptions, PCAOptions, TCVAEOptions, VAEOptions, VampOptions
+from .kinds.options import (AutoencoderOptions, IWAEOptions, PCAOptions, TCVAEOptions, TwoLayerOptions,
+                            VAEOptions, VampOptions)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ KINDS = {
     "ae": Kind("deterministic code", AutoencoderOptions, "autoencoder.Autoencoder"),
     "pca": Kind("linear, fitted once", PCAOptions, "pca.PCA"),
     "tcvae": Kind("beta-TCVAE: the code's total correlation weighted", TCVAEOptions, "tcvae.TCVAE"),
+    "two_layer": Kind("VAE with two stochastic layers (Burda et al.)", TwoLayerOptions, "two_layer.TwoLayerVAE"),
     "vamp": Kind("VAE with a learned mixture prior (VampPrior)", VampOptions, "vamp.VampVAE"),
 }
 

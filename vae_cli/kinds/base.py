@@ -7,6 +7,7 @@ result object a model reports its loss in, the priors, and what a model is built
   reconstruct(x, labels) -> images        decoded from the code means
   objective(x, noise, labels) -> Objective  the loss to minimise and named terms, per image
   log_likelihood(x, codes, labels)        log p(x | z) (kinds with a density)
+  importance_log_weights(x, k, chunk, labels, timed)  log p(x, z) − log q(z | x), k posterior samples (`vae eval`)
   prior                                   log p(z), the KL to it, and how random codes are drawn
   sample_codes(n, ...) -> codes           random codes to decode into new images
 What differs between kinds is a trait of its options (kinds/options.py) or a class property

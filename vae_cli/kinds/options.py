@@ -95,3 +95,12 @@ class TCVAEOptions(NetworkOptions):
     has_density: ClassVar[bool] = True
     tc_weight: float = option(6.0, "beta-TCVAE's beta: weight of the codes' total correlation in the loss (1 = the "
                                    "ELBO; the -ELBO is reported beside it)", minimum=0.0)
+
+
+@dataclass
+class TwoLayerOptions(NetworkOptions):
+    """two_layer: a VAE with two stochastic layers (Burda et al. 2015); latent_dim is the top one."""
+    has_density: ClassVar[bool] = True
+    middle_dim: int = option(100, "size of the lower stochastic layer, between the image and the code "
+                                  "(`hidden` are the layers between it and the image)", minimum=1, maximum=4096)
+    middle_hidden: list[int] = option([100, 100], "hidden layer sizes between the two stochastic layers (each way)")

@@ -1,8 +1,11 @@
 """vae: the variational autoencoder, and its conditional variant (model.conditional: true)."""
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 
+from ..objectives import log_normal
 from .autoencoder import Autoencoder
 from .base import ModelContext, Objective, StandardNormal
 
@@ -29,6 +32,24 @@ class GaussianCodeModel(Autoencoder):
         samples = codes[..., 0, 0].numel()
         output = self.decode(codes.reshape(-1, self.latent_dim), None if labels is None else labels.repeat(samples))
         return -self.likelihood.nll(output.unflatten(0, codes.shape[:-1]), x)
+
+    def importance_log_weights(self, x, k, chunk, labels=None, timed=nullcontext):
+        """For evaluation.log_weights: log p(x, z_i) − log q(z_i | x) for k samples z_i of the
+        posterior per image, drawn `chunk` at a time, each chunk inside `timed()`: (k, batch);
+        the mean over them of log q(z_i | x) − log p(z_i): (batch,); and the posterior's mean
+        and log-scale. The decoder runs once per sample on (chunk × batch) codes, which is
+        nearly all the time."""
+        mean, log_scale = self.encode(x, labels)
+        scale = torch.exp(log_scale)
+        weights, kl_sum = [], torch.zeros(len(x), dtype=torch.float64, device=x.device)
+        for start in range(0, k, chunk):
+            with timed():
+                noise = torch.randn(min(chunk, k - start), *mean.shape, device=x.device)
+                z = mean + scale * noise
+                log_prior_ratio = self.prior.log_prob(z) - log_normal(z, mean, log_scale)
+                weights.append(self.log_likelihood(x, z, labels) + log_prior_ratio)
+                kl_sum -= log_prior_ratio.double().sum(0)
+        return torch.cat(weights), kl_sum / k, mean, log_scale
 
 
 class VAE(GaussianCodeModel):
