@@ -106,3 +106,11 @@ def test_the_kl_is_estimated_from_the_posterior_sample():
     log_q = (-0.5 * noise ** 2 - log_scale - 0.5 * math.log(2 * math.pi)).sum(1)
     expected = log_q - model.prior.log_prob(code)
     assert torch.allclose(model.objective(x, noise).terms["kl"], expected, atol=1e-5)
+
+
+def test_built_for_training_the_pseudo_inputs_start_at_training_images():
+    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
+    torch.manual_seed(0)
+    model = models.build(tiny_config("model.kind=vamp", "model.pseudo_inputs=5"), dataset_size=40, train_images=images)
+    matches = [[torch.allclose(u, image.float() / 255) for image in images] for u in model.prior.pseudo_inputs.detach()]
+    assert all(sum(row) == 1 for row in matches)  # each pseudo-input is one training image

@@ -45,14 +45,15 @@ def options_of(model_config):
     return kind.options(**{f.name: getattr(model_config, f.name) for f in dataclasses.fields(kind.options)})
 
 
-def build(config, classes: list[str] | None = None, dataset_size: int | None = None):
+def build(config, classes: list[str] | None = None, dataset_size: int | None = None, train_images=None):
     """The configured model; a conditional one needs the class names of its data. `dataset_size`
-    (training images) is for objectives that estimate dataset-wide quantities."""
+    (training images) is for objectives that estimate dataset-wide quantities, `train_images`
+    for models that start from data."""
     from .kinds.base import ModelContext
 
     kind, options = KINDS[config.model.kind], options_of(config.model)
     context = ModelContext((config.data.channels, config.data.image_size, config.data.image_size),
-                           classes, dataset_size)
+                           classes, dataset_size, train_images)
     conditional = getattr(options, "conditional", False)
     if conditional and not classes:
         from .config import unlabelled_data_error

@@ -326,7 +326,7 @@ def build(config: Config, device: torch.device) -> tuple[Model, ImageData]:
     """The configured model, initialised from the run's seed, and its data, both on `device`."""
     torch.manual_seed(config.train.seed)
     data = data_module.load(config.data, device)
-    return models.build(config, data.classes, len(data.train)).to(device), data
+    return models.build(config, data.classes, len(data.train), data.train).to(device), data
 
 
 def train(config: Config, run_dir: Path, device: torch.device, resume: dict | None = None,

@@ -28,11 +28,14 @@ from ..objectives import kl_to_standard_normal, log_normal
 @dataclass(frozen=True)
 class ModelContext:
     """What a model is built for besides its options: the image shape (channels, height,
-    width), the class names of labelled data (conditional models), and the number of training
-    images (objectives that estimate dataset-wide quantities)."""
+    width), the class names of labelled data (conditional models), the number of training
+    images (objectives that estimate dataset-wide quantities), and the training images
+    themselves (uint8 or float, for models that start from data; None when a model is built to
+    load weights into)."""
     shape: tuple[int, int, int]
     classes: list[str] | None = None
     dataset_size: int | None = None
+    train_images: torch.Tensor | None = None
 
 
 @dataclass
