@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from test_machine_faults import FaultyDisk
-from vae_cli import cache, config, data
+from vae_cli import cache, config, data, resources
 from vae_cli.errors import VaeError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,13 +52,14 @@ def settings(folder, **changes):
 def in_memory(data_config):
     """The folder decoded without any cache: what every load must equal."""
     root = Path(data_config.path)
-    files = sorted(p for p in root.rglob("*.png"))
+    files = [p.relative_to(root).as_posix() for p in sorted(root.rglob("*.png"))]
     return data._decode_folder(cache.MemoryBuilder(), root, files, data_config)
 
 
 def assert_same(loaded, expected):
     n_test = expected.meta["n_test"]
-    assert torch.equal(loaded.test, data.as_float(expected.images[:n_test]))
+    assert loaded.test.dtype == torch.uint8  # both splits stay bytes; batches become float
+    assert torch.equal(loaded.test, expected.images[:n_test])
     assert torch.equal(loaded.train, expected.images[n_test:])
     assert torch.equal(torch.cat([loaded.test_labels, loaded.train_labels]), expected.labels)
     assert loaded.classes == expected.meta["classes"]
@@ -135,7 +136,7 @@ def test_a_damaged_cache_is_found_and_rebuilt(folder, decodes, capsys, damage, p
 
 KILLED_BUILD = """
 import os, signal, sys
-from vae_cli import cache, config, data
+from vae_cli import cache, config, data, resources
 real_write = cache.FileBuilder._write
 writes = [0]
 def write_then_die(self, handle, chunk):
@@ -180,6 +181,18 @@ def test_a_folder_without_two_readable_images_is_refused_and_leaves_no_cache(tmp
     with pytest.raises(VaeError, match="holds 1 readable image"):
         data.load(settings(tmp_path / "one"))
     assert not list(cache.location().glob("*.pixels")) and not list(cache.location().glob(".*"))
+
+
+def test_image_files_are_listed_in_the_order_paths_sort(tmp_path):
+    """The order fixes the split: it must stay the order of sorted Paths that runs were made with."""
+    for name in ["a/x.png", "a-b/x.png", "a.b/y.JPG", "top.png", "a/b/c.png", "a/notes.txt", "Z/q.webp"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "link").symlink_to(tmp_path / "a")  # a link to a folder is not followed
+    expected = sorted(p for p in tmp_path.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".webp"} and p.is_file()
+                      and "link" not in p.parts)
+    assert data.image_files(tmp_path) == [p.relative_to(tmp_path).as_posix() for p in expected]
+    assert data.image_files(tmp_path)[:4] == ["Z/q.webp", "a/b/c.png", "a/x.png", "a-b/x.png"]  # not string order
 
 
 def test_the_cache_folder_follows_vae_cache_then_xdg(monkeypatch, tmp_path):
@@ -252,3 +265,16 @@ def test_torchrun_processes_share_one_cache(tmp_path, decoded_image_cache):
         assert "epoch 1/1" in result.stdout
     assert len(log.read_text().splitlines()) == 1  # one rank decoded, once; every other start mapped the file
     assert len(cache_files()) == 1
+
+
+def test_the_memory_estimate_counts_the_folders_images_and_on_the_cpu_not_their_mapped_pixels(folder, monkeypatch):
+    run_config = config.load(None, ["data.name=folder", f"data.path={folder}", "data.image_size=8",
+                                    "model.network=mlp", "model.hidden=[16]"])
+    parts = resources.estimate(run_config)
+    assert parts["data"] == 12 * 8 * 8  # both splits, one byte a pixel
+    # Just enough free memory for the model and a batch, not for the pixels: fine on the CPU, where
+    # they are mapped from the cache, refused on an accelerator, which holds a copy.
+    monkeypatch.setattr(resources, "available_memory", lambda device: parts["model"] + parts["activations"] + 1)
+    resources.check_training(run_config, torch.device("cpu"))
+    with pytest.raises(VaeError, match="this run needs about"):
+        resources.check_training(run_config, torch.device("meta"))

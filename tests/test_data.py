@@ -40,6 +40,24 @@ def test_binarization_modes():
     assert set(first.unique().tolist()) <= {0.0, 1.0} and not torch.equal(first, second)
 
 
+def test_binarized_bytes_stay_bytes_and_read_as_zero_or_one(tmp_path):
+    for index in range(8):
+        Image.new("L", (8, 8), 30 * index).save(tmp_path / f"{index}.png")
+    gray = data.load(config.DataConfig(name="folder", path=str(tmp_path), image_size=8, test_fraction=0.5))
+    for mode in ("static", "dynamic"):
+        binary = data.load(config.DataConfig(name="folder", path=str(tmp_path), image_size=8, test_fraction=0.5,
+                                             binarize=mode))
+        assert binary.test.dtype == torch.uint8 and set(binary.test.unique().tolist()) <= {0, 255}
+        test, _ = binary.split("test")
+        assert set(test.unique().tolist()) == {0.0, 1.0}
+        # Pixels are 1 about as often as their gray value says.
+        assert abs(float(test.mean()) - float(gray.split("test")[0].mean())) < 0.15
+    assert binary.train.dtype == torch.uint8 and len(binary.train.unique()) > 2  # dynamic: gray until batched
+    static = data.load(config.DataConfig(name="folder", path=str(tmp_path), image_size=8, test_fraction=0.5,
+                                         binarize="static"))
+    assert static.train.dtype == torch.uint8 and set(static.train_batch(torch.arange(4)).unique().tolist()) == {0.0, 1.0}
+
+
 def test_real_mnist(mnist_root):
     d = data.load(config.DataConfig(name="mnist", root=str(mnist_root)))
     train, _ = d.split("train")
@@ -72,7 +90,8 @@ def test_folder_of_mixed_images(tmp_path, capsys):
     assert train.shape == (3, 3, 8, 8) and d.test.shape == (1, 3, 8, 8)
     assert "skipped 1 unreadable image file(s)" in capsys.readouterr().err
     assert sorted(torch.cat([d.train_labels, d.test_labels]).tolist()) == [0, 0, 1, 1]
-    red = torch.cat([train, d.test])[(torch.cat([d.train_labels, d.test_labels]) == 0)]
+    assert d.test.dtype == torch.uint8
+    red = torch.cat([train, d.split("test")[0]])[(torch.cat([d.train_labels, d.test_labels]) == 0)]
     assert any(torch.allclose(img[0], torch.ones(8, 8)) and img[1].max() == 0 for img in red)
 
 

@@ -37,7 +37,7 @@ from .files import FileFault, explain, make_folder
 FORMAT = 1  # bump when the layout or the decoding changes what a cache file holds
 MAGIC = b"vae-cli decoded images\n"
 SUFFIX = ".pixels"
-CHUNK_BYTES = 1 << 26  # read and written 64 MB at a time
+CHUNK_BYTES = 1 << 24  # read and written 16 MB at a time
 
 
 def location() -> Path:
@@ -63,24 +63,24 @@ def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
-def file_listing(root: Path, files: list[Path]) -> str:
-    """A digest of every file's path under `root`, size and modification time: it changes when
-    a file is added, removed, renamed or rewritten."""
-    entries = []
-    for path in files:
-        status = path.stat()
-        entries.append((path.relative_to(root).as_posix(), status.st_size, status.st_mtime_ns))
-    return _digest(entries)
+def file_listing(root: Path, files: list[str]) -> str:
+    """A digest of each file's path relative to `root`, size and modification time: it changes
+    when a file is added, removed, renamed or rewritten."""
+    digest = hashlib.sha256()
+    for name in files:  # streamed into the hash: no list as long as the folder
+        status = os.stat(os.path.join(root, name))
+        digest.update(f"{name}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
-def load_or_build(root: Path, files: list[Path], settings: dict, shape: tuple[int, ...],
+def load_or_build(root: Path, files: list[str], settings: dict, shape: tuple[int, ...],
                   build: Callable[["FileBuilder | MemoryBuilder"], Stored]) -> Stored:
     """The images of folder `root` preprocessed with `settings`, from the cache when it holds
     them for exactly these files, else from `build`, which adds the decoded images (of `shape`)
     to the builder it is given and returns builder.finish(...)."""
+    key = {"listing": file_listing(root, files), "settings": settings}
     root = Path(root).resolve()
     path = location() / f"{_digest([str(root), settings, FORMAT])[:24]}{SUFFIX}"
-    key = {"listing": file_listing(root, files), "settings": settings}
     stored, _ = _open(path, key)
     if stored is not None:
         return stored

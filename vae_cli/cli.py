@@ -325,7 +325,7 @@ def evaluate(
     from . import evaluation, runs
     from . import threads as threads_module
     controller = threads_module.for_setting(threads, target)
-    images, labels = data_module.load(run_config.data, target).split(split)
+    images, labels = data_module.load(run_config.data, target).stored(split)
     from . import builtin
     report = {"run": str(run) if builtin.is_builtin(run) else str(run_dir), "checkpoint": checkpoint, "split": split, "kind": run_config.model.kind,
               "binarize": run_config.data.binarize, "likelihood": run_config.model.likelihood,

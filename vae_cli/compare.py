@@ -36,9 +36,11 @@ def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[
     log-density of the test images' codes under the prior and under the mixture, per code
     dimension. A sampler that puts its mass where no code is decodes garbage."""
     loaded = load_runs(run_dirs, device, checkpoint)
-    test = data_module.load(loaded[0][1].data, device).test
+    stored = data_module.load(loaded[0][1].data, device).test
+    test = data_module.as_float(stored[:max(n_images, SHOWN)])
     measured = test[:n_images]
-    a, b = (data_module.image_at(test, index, "test", f"--pair {pair[0]} {pair[1]}") for index in pair)
+    a, b = (data_module.as_float(data_module.image_at(stored, index, "test", f"--pair {pair[0]} {pair[1]}"))
+            for index in pair)
     rows, picture = [], [("test images", test[:SHOWN])]
     for run_dir, run_config, model in loaded:
         row = {"run": run_dir.name, "kind": run_config.model.kind, "latent_dim": run_config.model.latent_dim,

@@ -7,6 +7,7 @@ and each batch becomes float in [0, 1] when it is taken.
 """
 
 import errno
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
 class ImageData:
     train: torch.Tensor  # uint8 or float; use train_batch, train_batches or split("train")
     train_labels: torch.Tensor
-    test: torch.Tensor
+    test: torch.Tensor  # uint8 or float like train: take it in batches through as_float
     test_labels: torch.Tensor
     dynamic_binarization: bool = False
     classes: list[str] | None = None  # the name of each class index, for labelled data
@@ -50,8 +51,14 @@ class ImageData:
                          self.test_labels.to(device), self.dynamic_binarization, self.classes)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(float images, labels) of the train or test split."""
-        return (as_float(self.train), self.train_labels) if name == "train" else (self.test, self.test_labels)
+        """(float images, labels) of the train or test split, whole: a copy, 4 bytes a pixel."""
+        images, labels = self.stored(name)
+        return as_float(images), labels
+
+    def stored(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images as stored, uint8 or float, labels) of the train or test split, to be taken in
+        batches through as_float: a folder's images stay in the cache's map."""
+        return (self.train, self.train_labels) if name == "train" else (self.test, self.test_labels)
 
     def train_batches(self, batch_size: int = 1000):
         """The training images in order, as float batches."""
@@ -136,12 +143,32 @@ def _read_or_none(path: Path, channels: int, size: int, crop: str) -> torch.Tens
         return None
 
 
+def image_files(root: Path) -> list[str]:
+    """The image files under `root` (in every subfolder, not through links to folders), as
+    paths relative to it with / between folders, sorted as paths sort (by folder, then name).
+
+    Strings, not Path objects, found with os.scandir, which knows each entry's type without a
+    stat: on 10,000 files this takes 0.2 s where Path.rglob took 2.5 s, most of it the garbage
+    collector walking torch's objects again and again as the Paths piled up."""
+    found, folders = [], [""]
+    while folders:
+        folder = folders.pop()
+        with os.scandir(os.path.join(root, folder)) as entries:
+            for entry in entries:
+                name = f"{folder}/{entry.name}" if folder else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(name)
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+                    found.append(name)
+    return sorted(found, key=lambda name: name.replace("/", "\0"))  # "a/x" before "a-b/x", like Paths
+
+
 def _load_folder(config: DataConfig):
     """A folder's images, decoded once into the decoded-image cache (cache.py) and mapped from it."""
     root = Path(config.path)
     if not root.is_dir():
         raise VaeError(f"data.path {root} is not a folder: point it at a folder of images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(root)
     # Everything that changes the pixels or the split: a cache made with other values is stale.
     settings = {"image_size": config.image_size, "channels": config.channels, "framing": config.framing,
                 "test_fraction": config.test_fraction, "split_seed": SPLIT_SEED,
@@ -155,17 +182,18 @@ def _load_folder(config: DataConfig):
             stored.meta["classes"])
 
 
-def _decode_folder(builder, root: Path, files: list[Path], config: DataConfig):
+def _decode_folder(builder, root: Path, files: list[str], config: DataConfig):
     """Decode every file into `builder`, labelled by its subfolder, and fix the split: a seeded
     shuffle whose first test_fraction is the test split."""
-    class_names = sorted({p.parent.relative_to(root).as_posix() for p in files})
+    folders = [name.rpartition("/")[0] or "." for name in files]
+    class_names = sorted(set(folders))
     class_index = {name: index for index, name in enumerate(class_names)}
     unreadable = 0
-    for path, image in zip(files, _decode(files, config)):
+    for folder, image in zip(folders, _decode(root, files, config)):
         if image is None:
             unreadable += 1
         else:
-            builder.add(image, class_index[path.parent.relative_to(root).as_posix()])
+            builder.add(image, class_index[folder])
     count = len(files) - unreadable
     if count < 2:
         raise VaeError(f"{root} holds {count} readable image(s) "
@@ -176,14 +204,21 @@ def _decode_folder(builder, root: Path, files: list[Path], config: DataConfig):
     return builder.finish(order, {"n_test": n_test, "classes": classes, "unreadable": unreadable})
 
 
-def _decode(files: list[Path], config: DataConfig):
-    """Each file as training images are read (None where unreadable), in order."""
+DECODE_WINDOW = 2048
+
+
+def _decode(root: Path, files: list[str], config: DataConfig):
+    """Each file under `root` as training images are read (None where unreadable), in order."""
     # PIL releases the GIL while decoding, so threads decode a large folder on every core.
     pool = ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1))
+    read = partial(_read_or_none, channels=config.channels, size=config.image_size, crop=config.framing)
+    # Files are handed to the pool a window at a time: pending work and finished images waiting
+    # their turn stay a few thousand, whatever the folder's size.
+    windows = (pool.map(read, [root / name for name in files[start:start + DECODE_WINDOW]])
+               for start in range(0, len(files), DECODE_WINDOW))
     try:
-        yield from track(pool.map(partial(_read_or_none, channels=config.channels, size=config.image_size,
-                                          crop=config.framing), files),
-                         total=len(files), description=escape(f"decoding {Path(config.path)}"), console=err_console,
+        yield from track(itertools.chain.from_iterable(windows), total=len(files),
+                         description=escape(f"decoding {root}"), console=err_console,
                          transient=True, disable=len(files) < 1000)
     finally:
         pool.shutdown(cancel_futures=True)  # a build that failed does not wait for the rest of the folder
@@ -200,17 +235,23 @@ LOADERS = {
 def load(config: DataConfig, device: torch.device | str = "cpu") -> ImageData:
     """The configured dataset, decoded, binarized as configured, and moved to `device`."""
     train, train_labels, test, test_labels, classes = LOADERS[config.name](config)
-    test = as_float(test)
     if config.binarize != "none":
         # The test split is binarized once with a fixed seed in both modes, so test numbers
         # of different runs are measured on the same binary images.
         g = torch.Generator().manual_seed(BINARIZE_SEED)
-        test = torch.bernoulli(test, generator=g)
+        test = _binarized(test, g)
         if config.binarize == "static":
-            train = torch.bernoulli(as_float(train), generator=g)
+            train = _binarized(train, g)
     data = ImageData(train, train_labels, test, test_labels,
                      dynamic_binarization=config.binarize == "dynamic", classes=classes)
     return data.to(device)
+
+
+def _binarized(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each pixel 1 with the probability of its gray value, else 0, in the images' own dtype:
+    uint8 images get 0 or 255, which as_float turns into exactly 0 or 1."""
+    binary = torch.bernoulli(as_float(images), generator=generator)
+    return binary.mul_(255).to(torch.uint8) if images.dtype == torch.uint8 else binary
 
 
 def image_at(images: torch.Tensor, index: int, split: str, asked_as: str) -> torch.Tensor:
@@ -236,7 +277,7 @@ def load_references(references: list[str], config: DataConfig, on_note=warn) -> 
         if split_index is not None:
             split, index = split_index
             dataset = dataset or load(config)
-            images.append(image_at(dataset.split(split)[0], index, split, reference))
+            images.append(as_float(image_at(dataset.stored(split)[0], index, split, reference)))
             continue
         image, notes = read_input_image(Path(reference), config)
         for note in notes:

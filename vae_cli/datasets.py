@@ -11,12 +11,15 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Dataset:
     summary: str                        # a few words for `vae keys` and the docs
-    bytes_per_value: int                # how a training pixel is held in memory: 1 (8-bit source, uint8) or 4 (float32)
+    bytes_per_value: int                # how a pixel of either split is held: 1 (8-bit source, uint8) or 4 (float32)
     labelled: bool                      # its images can come with class labels
     labels: str = "labels"              # what its labels are, for messages
     image_size: int | None = None       # the one size its images have, where fixed
     channels: tuple[int, ...] = (1, 3)  # the channel counts it can give
     sizes: tuple[int, int] | None = None  # (training, test) images, where fixed
+    # On the CPU its pixels are mapped from the decoded-image cache (cache.py): page cache, which
+    # the kernel reads in and drops as it needs, not memory a run must find free.
+    mapped: bool = False
 
     @property
     def shape_rule(self) -> str | None:
@@ -34,5 +37,5 @@ DATASETS = {
     "fashion-mnist": Dataset("clothing pictures", bytes_per_value=1, labelled=True, labels="clothing classes",
                              image_size=28, channels=(1,), sizes=(60_000, 10_000)),
     "folder": Dataset("your own images", bytes_per_value=1, labelled=True,
-                      labels="one subfolder per class"),
+                      labels="one subfolder per class", mapped=True),
 }

@@ -1,10 +1,13 @@
 """Measuring a model: its own objective on a split (used after every epoch), and `vae eval`'s
-importance-weighted likelihood, bits/dim and active units."""
+importance-weighted likelihood, bits/dim and active units. Images may be uint8 (a folder's
+or MNIST's test split): each batch becomes float as it is taken."""
 
 import math
 from contextlib import nullcontext
 
 import torch
+
+from .data import as_float
 
 
 @torch.inference_mode()
@@ -14,7 +17,7 @@ def average_objective(model, images: torch.Tensor, batch_size: int = 1000, label
     model's own noise: one draw per image."""
     sums = {}
     for start in range(0, len(images), batch_size):
-        objective = model.objective(images[start:start + batch_size], labels=_part(labels, start, batch_size))
+        objective = model.objective(as_float(images[start:start + batch_size]), labels=_part(labels, start, batch_size))
         for name, values in {"loss": objective.loss, **objective.terms, **objective.stats}.items():
             sums[name] = sums.get(name, 0.0) + float(values.double().sum())
     return {name: total / len(images) for name, total in sums.items()}
@@ -30,7 +33,7 @@ def squared_errors(model, images: torch.Tensor, batch_size: int = 1000, labels: 
     the one reconstruction measure defined for PCA, autoencoders and VAEs alike."""
     errors = []
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size]
+        x = as_float(images[start:start + batch_size])
         errors.append(((model.reconstruct(x, _part(labels, start, batch_size)) - x) ** 2).double().flatten(1).sum(1))
     return torch.cat(errors)
 
@@ -96,7 +99,7 @@ def evaluate(model, images: torch.Tensor, k: int, batch_size: int, on_batch=lamb
     bits_offset_per_dim = model.likelihood.bits_offset_per_dim
     neg_elbo, nll, kl, means, scales = [], [], [], [], []
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size]
+        x = as_float(images[start:start + batch_size])
         log_w, kl_estimate, mean, log_scale = log_weights(model, x, k, _part(labels, start, batch_size), timed)
         neg_elbo.append(-log_w.double().mean(0))
         nll.append(iwae_nll(log_w))

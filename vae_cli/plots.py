@@ -29,8 +29,8 @@ def label_classes(labels: torch.Tensor) -> tuple[list[int], list[str]]:
 @torch.inference_mode()
 def plot_run(run_dir: Path, run_config, model, image_index: int = 0, device="cpu") -> list[Path]:
     data = data_module.load(run_config.data, device)
-    start = data_module.image_at(data.test, image_index, "test", f"--image {image_index}")  # before writing anything
-    test, labels = data.test[:SCATTER_POINTS], data.test_labels[:SCATTER_POINTS]
+    start = data_module.as_float(data_module.image_at(data.test, image_index, "test", f"--image {image_index}"))  # before writing anything
+    test, labels = data_module.as_float(data.test[:SCATTER_POINTS]), data.test_labels[:SCATTER_POINTS]
     written = []
     if model.conditional:
         rows = latent.per_label(model, LABEL_ROW_LENGTH, seed=0)

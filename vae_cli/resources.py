@@ -5,9 +5,11 @@ cannot help (fp16 autocast on a CPU, more threads than cores)."""
 
 import dataclasses
 import os
+from pathlib import Path
 
 import torch
 
+from . import data as data_module
 from . import models
 from .config import Config
 from .datasets import DATASETS
@@ -27,6 +29,10 @@ def estimate(config: Config, n_train: int | None = None, n_test: int | None = No
     and run on one meta batch, whose module outputs stand for the activations backward keeps."""
     data, train = config.data, config.train
     dataset = DATASETS[data.name]
+    if data.name == "folder" and n_train is None:  # a folder has as many images as files
+        images = len(data_module.image_files(Path(data.path)))
+        n_test = max(1, round(data.test_fraction * images))
+        n_train = max(1, images - n_test)
     n_train, n_test = dataset.sizes or (n_train or data.train_size, n_test or data.test_size)
     pixels = data.channels * data.image_size ** 2
     # A conditional model's label inputs add a few numbers per image; its classes are only known
@@ -49,7 +55,7 @@ def estimate(config: Config, n_train: int | None = None, n_test: int | None = No
             hook.remove()
     activations = sum(out.numel() for out in outputs if isinstance(out, torch.Tensor))
     return {
-        "data": n_train * pixels * dataset.bytes_per_value + n_test * pixels * BYTES_PER_VALUE,
+        "data": (n_train + n_test) * pixels * dataset.bytes_per_value,  # both splits, as stored
         # weights, gradients and Adam's two moments
         "model": 4 * parameters * BYTES_PER_VALUE,
         # each output kept for backward, and its gradient
@@ -73,9 +79,10 @@ def available_memory(device: torch.device) -> int | None:
 def check_training(config: Config, device: torch.device, parts: dict) -> None:
     """Refuse a run whose estimate (`parts`, from estimate) exceeds the free memory; warn when
     it is large, and for settings that cannot help."""
-    needed = parts["data"] + parts["model"] + parts["activations"]
+    data = 0 if DATASETS[config.data.name].mapped and device.type == "cpu" else parts["data"]
+    needed = data + parts["model"] + parts["activations"]
     free = available_memory(device)
-    breakdown = (f"{gigabytes(needed)} (data {gigabytes(parts['data'])}, model with Adam "
+    breakdown = (f"{gigabytes(needed)} (data {gigabytes(data)}, model with Adam "
                  f"{gigabytes(parts['model'])}, activations of a batch {gigabytes(parts['activations'])})")
     fix = "lower data.image_size, model.hidden, model.latent_dim or train.batch_size"
     if free is not None and needed > free:

@@ -82,7 +82,7 @@ def write_pictures(model, test: torch.Tensor, test_labels: torch.Tensor, run_dir
     (the same codes every epoch, so epochs can be compared; a conditional model's in one column
     per class); returns both as {name: (images, columns)}."""
     model.eval()
-    inputs, labels = test[:RECONSTRUCTION_COUNT], test_labels[:RECONSTRUCTION_COUNT]
+    inputs, labels = data_module.as_float(test[:RECONSTRUCTION_COUNT]), test_labels[:RECONSTRUCTION_COUNT]
     pictures = {"reconstructions": (torch.cat([inputs, model.reconstruct(inputs, labels)]), len(inputs))}
     codes = model.sample_codes(PICTURE_COUNT, generator=torch.Generator().manual_seed(seed))
     columns = len(model.classes) if model.conditional else grid_columns(PICTURE_COUNT)
