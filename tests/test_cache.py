@@ -237,10 +237,10 @@ LOGGED_WORKER = """
 import os, sys
 from vae_cli import data
 real = data._decode
-def logged(files, config):
+def logged(*args):
     with open(os.environ["DECODE_LOG"], "a") as log:
         log.write(os.environ["RANK"] + "\\n")
-    yield from real(files, config)
+    yield from real(*args)
 data._decode = logged
 from vae_cli.__main__ import main
 sys.argv[0] = "vae"
@@ -275,6 +275,6 @@ def test_the_memory_estimate_counts_the_folders_images_and_on_the_cpu_not_their_
     # Just enough free memory for the model and a batch, not for the pixels: fine on the CPU, where
     # they are mapped from the cache, refused on an accelerator, which holds a copy.
     monkeypatch.setattr(resources, "available_memory", lambda device: parts["model"] + parts["activations"] + 1)
-    resources.check_training(run_config, torch.device("cpu"))
+    resources.check_training(run_config, torch.device("cpu"), parts)
     with pytest.raises(VaeError, match="this run needs about"):
-        resources.check_training(run_config, torch.device("meta"))
+        resources.check_training(run_config, torch.device("meta"), parts)
