@@ -289,3 +289,42 @@ def test_a_port_in_use_or_an_unknown_run_is_a_usage_error(runs_root, monkeypatch
     assert result.exit_code == 2 and f"port {port} on 127.0.0.1 is in use: choose another with --port" in result.output
     result = CliRunner().invoke(app, ["explore", "--no-browser", "--run", "nope"])
     assert result.exit_code == 2 and "no run named 'nope'" in result.output
+
+
+@pytest.fixture(scope="module")
+def conditional_root(tmp_path_factory):
+    """A conditional run on a folder of two classes (full and half moons), trained for an epoch."""
+    work = tmp_path_factory.mktemp("explore-conditional")
+    for name, phase in (("full", 1.0), ("half", 0.5)):
+        (work / "pictures" / name).mkdir(parents=True)
+        for index in range(12):
+            (work / "pictures" / name / f"{index}.png").write_bytes(png_file(moons.render_one(phase - 0.01 * index)))
+    settings = ["data.name=folder", f"data.path={work / 'pictures'}", "model.conditional=true", "model.network=mlp",
+                "model.hidden=[32]", "train.epochs=1", "train.threads=1"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VAE_RUNS", str(work / "runs"))
+        result = CliRunner().invoke(app, ["train", "--name", "classes", *sum((["--set", s] for s in settings), [])])
+        assert result.exit_code == 0, result.output
+    return work / "runs"
+
+
+def test_a_conditional_run_decodes_with_the_class_asked_for(conditional_root, monkeypatch):
+    monkeypatch.setenv("VAE_RUNS", str(conditional_root))
+    client = TestClient(server.create_app())
+    info = client.get("/api/model", params={"run": "classes"}).json()
+    assert info["conditional"] and info["classes"] == ["full", "half"]
+    _, model, _ = model_of(conditional_root, "classes")
+    code = [0.3, -0.2, 0.1, 0.5]
+    shown = []
+    for label in (0, 1):
+        answer = client.post("/api/decode", json={"run": "classes", "code": code, "label": label}).json()
+        with torch.inference_mode():
+            expected = as_stored(model.decode_image(torch.tensor([code]), torch.tensor([label]))[0])
+        shown.append(pixels(answer["image"]))
+        assert torch.allclose(shown[-1], expected, atol=1.5 / 255)
+    assert (shown[0] - shown[1]).abs().max() > 0  # the class changes the image
+    answer = client.post("/api/decode", json={"run": "classes", "code": code})
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "label None: this run is conditional; give a class index 0..1 (full, half)"
+    test_image = client.get("/api/test-image", params={"run": "classes", "index": 0}).json()
+    assert test_image["label"] in (0, 1)  # encoded with its own class
