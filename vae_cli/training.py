@@ -13,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.nn.parallel import DistributedDataParallel
 
 from . import data as data_module
-from . import charts, evaluation, models, runs
+from . import callbacks as callbacks_module
+from . import evaluation, models, runs
 from . import threads as threads_module
 from .config import Config, ConfigError
 from .cuda_graph import GraphedStep
@@ -21,13 +22,10 @@ from .console import console
 from .data import ImageData
 from .distributed import World
 from .errors import Stopped, VaeError
-from .board import NO_BOARD, Board
-from .images import grid_columns, save_grid
+from .board import Board
 from .kinds.base import TERM_LABELS, Model
 
 PROGRESS_EVERY = 10  # steps between progress-bar refreshes (and host syncs on accelerators)
-PICTURE_COUNT = 64
-RECONSTRUCTION_COUNT = 16
 
 
 class TrainingInterrupted(Stopped):
@@ -75,23 +73,6 @@ def restore_rng(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
-@torch.inference_mode()
-def write_pictures(model, test: torch.Tensor, test_labels: torch.Tensor, run_dir: Path, epoch: int,
-                   seed: int) -> dict:
-    """reconstructions_XXX.png (test inputs above their reconstructions) and samples_XXX.png
-    (the same codes every epoch, so epochs can be compared; a conditional model's in one column
-    per class); returns both as {name: (images, columns)}."""
-    model.eval()
-    inputs, labels = data_module.as_float(test[:RECONSTRUCTION_COUNT]), test_labels[:RECONSTRUCTION_COUNT]
-    pictures = {"reconstructions": (torch.cat([inputs, model.reconstruct(inputs, labels)]), len(inputs))}
-    codes = model.sample_codes(PICTURE_COUNT, generator=torch.Generator().manual_seed(seed))
-    columns = len(model.classes) if model.conditional else grid_columns(PICTURE_COUNT)
-    pictures["samples"] = (model.decode_image(codes, model.sample_labels(PICTURE_COUNT)), columns)
-    for name, (images, columns) in pictures.items():
-        save_grid(images, run_dir / f"{name}_{epoch:03d}.png", columns=columns)
-    return pictures
-
-
 def fit_once(model: Model, data: ImageData, config: Config, run_dir: Path) -> list[dict]:
     """A model fitted in one shot (PCA: one SVD of the training set) has no training loop,
     then the same outputs as a run."""
@@ -102,7 +83,7 @@ def fit_once(model: Model, data: ImageData, config: Config, run_dir: Path) -> li
     seconds = time.perf_counter() - started
     record = {"epoch": 1, "test_squared_error": error, "seconds": round(seconds, 3)}
     runs.append_metrics(run_dir, record)
-    write_pictures(model, data.test, data.test_labels, run_dir, 1, config.train.seed)
+    callbacks_module.save_pictures(callbacks_module.epoch_pictures(model, data.test, data.test_labels, config.train.seed), run_dir, 1)
     payload = {"config": config.to_dict(), "model": model.state_dict(), "epoch": 1, "step": 0,
                "test_error": evaluation.error_profile(errors)}
     runs.save_checkpoint(payload, run_dir / "checkpoints" / "last.pt")
@@ -127,18 +108,22 @@ class Trainer:
     """Trains `model` on `data` (both on `device`) and holds everything that a checkpoint must
     restore: model, optimizer, position in the data (epoch and step), the running sums of the
     current epoch, best test loss, RNG state. It knows no model's formula: it minimises the
-    loss the model reports and sums the terms it names.
+    loss the model reports and sums the terms it names. What is written on the way (pictures,
+    metrics, curves, TensorBoard, checkpoints) is its callbacks' work (callbacks.py), called at
+    set points: after a progress report, after an epoch, on a stop.
 
     In a torchrun world every rank holds the same state; only rank 0 writes files."""
 
     def __init__(self, model: Model, data: ImageData, config: Config, run_dir: Path,
-                 device: torch.device, world: World = World(), threads: threads_module.ThreadController | None = None):
+                 device: torch.device, world: World = World(), threads: threads_module.ThreadController | None = None,
+                 callbacks: list[callbacks_module.Callback] | None = None):
         self.config, self.run_dir, self.device, self.world = config, run_dir, device, world
         # Times every step and moves the CPU thread count as the machine's load changes.
         self.threads = threads or threads_module.for_setting(config.train.threads, device)
         check_setup(config, device, world)
         self.model, self.data = model, data
-        self.curves = charts.CurvesPicture(run_dir / "curves.png", run_dir.name)
+        # What is written at set points (pictures, metrics, curves, checkpoints): callbacks.py.
+        self.callbacks = callbacks_module.standard(run_dir) if callbacks is None else callbacks
         network = self.model
         if world.distributed:
             network = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
@@ -237,7 +222,14 @@ class Trainer:
     def global_step(self) -> int:
         return self.epoch * self.steps_per_epoch + self.step
 
-    def run_epoch(self, progress: Progress, stop: StopRequests, board: Board = NO_BOARD) -> float:
+    def call(self, hook: str, *args) -> None:
+        """Every callback's `hook` that runs on this rank, in order (on_stop: in reverse)."""
+        order = reversed(self.callbacks) if hook == "on_stop" else self.callbacks
+        for callback in order:
+            if callback.every_rank or self.world.is_main:
+                getattr(callback, hook)(self, *args)
+
+    def run_epoch(self, progress: Progress, stop: StopRequests) -> float:
         """Train from the current step to the end of the epoch; returns images per second."""
         train = self.config.train
         task = progress.add_task("", total=self.steps_per_epoch, completed=self.step,
@@ -262,9 +254,9 @@ class Trainer:
                 status = "  ".join(f"{TERM_LABELS.get(name, name)} {value:.2f}" for name, value in means.items())
                 progress.update(task, completed=self.step,
                                 status=f"{status}  {rate:,.0f} img/s  {self.threads.count} threads")
-                board.running(means["loss"], self.global_step)
+                self.call("after_progress", means["loss"])
             if stopping and not done:
-                self.save("last")
+                self.call("on_stop")
                 raise interrupted(stop, f"at epoch {self.epoch + 1} step {self.step}/{self.steps_per_epoch}",
                                   self.run_dir)
         progress.remove_task(task)
@@ -274,8 +266,9 @@ class Trainer:
         """{"loss": ..., term: ...} from a tensor laid out like `totals`."""
         return dict(zip(("loss", *self.model.term_names), values.tolist()))
 
-    def end_epoch(self, images_per_s: float, seconds: float, board: Board = NO_BOARD) -> dict:
-        """Test loss and terms, pictures, metrics line and checkpoints for the epoch just trained.
+    def end_epoch(self, images_per_s: float, seconds: float) -> dict:
+        """Test loss and terms of the epoch just trained, then the callbacks (pictures, metrics
+        line, curves, checkpoints).
 
         Every rank measures the test set (it is cheap) so that all ranks draw the same noise
         and their random generators stay in step."""
@@ -292,16 +285,7 @@ class Trainer:
         record = {"epoch": self.epoch, **{f"train_{name}": value for name, value in train.items()},
                   **{f"test_{name}": value for name, value in test.items()}, "best": is_best,
                   "seconds": round(seconds, 3), "images_per_s": round(images_per_s, 1), "threads": self.threads.count}
-        if self.world.is_main:
-            pictures = write_pictures(self.model, self.data.test, self.data.test_labels, self.run_dir, self.epoch,
-                                      self.config.train.seed)
-            board.epoch(record, self.global_step, self.optimizer.param_groups[0]["lr"], pictures, self.best_loss)
-            runs.append_metrics(self.run_dir, record)
-            last = self.epoch == self.config.train.epochs
-            self.curves.after_epoch(lambda: runs.read_metrics(self.run_dir), last)
-        if is_best:
-            self.save("best")
-        self.save("last")
+        self.call("after_epoch", callbacks_module.EpochEnd(self, record))
         return record
 
 
@@ -348,22 +332,20 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: dict | No
     epochs, records = config.train.epochs, []
     columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
+    # The board starts at the step the run resumes from (dropping what was logged after it).
     board = Board(run_dir, config.to_dict(), trainer.global_step, enabled=world.is_main)
-    try:
-        with StopRequests() as stop, Progress(*columns, console=console, transient=True,
-                                              disable=not world.is_main) as progress, closing(board):
-            while trainer.epoch < epochs:
-                started = time.perf_counter()
-                images_per_s = trainer.run_epoch(progress, stop, board)
-                record = trainer.end_epoch(images_per_s, time.perf_counter() - started, board)
-                records.append(record)
-                console.print(epoch_line(record, epochs, model), highlight=False, soft_wrap=True)
-                if trainer.stop_requested(stop) and trainer.epoch < epochs:
-                    raise interrupted(stop, f"after epoch {trainer.epoch}", run_dir)
-    except TrainingInterrupted:
-        if world.is_main:
-            trainer.curves.catch_up(lambda: runs.read_metrics(run_dir))
-        raise
+    trainer.callbacks = callbacks_module.standard(run_dir, board)
+    with StopRequests() as stop, Progress(*columns, console=console, transient=True,
+                                          disable=not world.is_main) as progress, closing(board):
+        while trainer.epoch < epochs:
+            started = time.perf_counter()
+            images_per_s = trainer.run_epoch(progress, stop)
+            record = trainer.end_epoch(images_per_s, time.perf_counter() - started)
+            records.append(record)
+            console.print(epoch_line(record, epochs, model), highlight=False, soft_wrap=True)
+            if trainer.stop_requested(stop) and trainer.epoch < epochs:
+                trainer.call("on_stop")
+                raise interrupted(stop, f"after epoch {trainer.epoch}", run_dir)
     return records
 
 
