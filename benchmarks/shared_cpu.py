@@ -13,7 +13,8 @@ pytorch/examples loop (benchmarks/baseline_examples_vae.py) at 1 thread and PyTo
 pythae's VAE with the same layers and its own trainer, likewise, where pythae is installed
 (`pip install pythae`; not a dependency of vae-cli). A row is the mean seconds per epoch of the
 training loop alone (no test pass, no checkpoints, no start-up); under "two at once" the slower
-of the two. The machine's load average is printed beside every condition, and the ratios the
+of the two; a measurement that takes longer than --timeout is stopped and says so. The
+machine's load average (before -> after) is printed beside every row, and the ratios the
 issue asks for at the end:
 - alone: auto within 5% of the best fixed count (auto / best fixed <= 1.05);
 - beside one busy process: auto at most 1.15x the 1-thread time in the same condition;
@@ -145,8 +146,13 @@ def start_phase(phase: list[str], epochs: int) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def result_of(process: subprocess.Popen) -> dict:
-    stdout, stderr = process.communicate()
+def result_of(process: subprocess.Popen, timeout: float) -> dict:
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return {"error": f"stopped after {timeout:.0f} s"}
     if process.returncode != 0:
         return {"error": (stderr.strip().splitlines() or ["exit code %d" % process.returncode])[-1]}
     result = json.loads(stdout.strip().splitlines()[-1])
@@ -154,12 +160,13 @@ def result_of(process: subprocess.Popen) -> dict:
     return result
 
 
-def measure(condition: str, phase: list[str], epochs: int) -> dict:
+def measure(condition: str, phase: list[str], epochs: int, timeout: float) -> dict:
     """Seconds per epoch of `phase` under `condition` (the slower process of two at once)."""
     busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if condition == CONDITIONS[1] else None
     try:
         processes = [start_phase(phase, epochs) for _ in range(2 if condition == CONDITIONS[2] else 1)]
-        results = [result_of(p) for p in processes]
+        deadline = time.perf_counter() + timeout
+        results = [result_of(p, max(1.0, deadline - time.perf_counter())) for p in processes]
     finally:
         if busy is not None:
             busy.kill()
@@ -183,6 +190,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=1, help="epochs per measurement (each ~3-5 s alone)")
     parser.add_argument("--only", choices=sorted(PHASES), help="measure one trainer's rows only")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds after which a measurement is stopped")
     parser.add_argument("--phase", nargs="?", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--threads", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,13 +208,14 @@ def main():
     started = time.perf_counter()
     table = {}
     for condition in CONDITIONS:
-        load_before = os.getloadavg()[0]
-        table[condition] = {name: measure(condition, phase, args.epochs) for name, phase in rows.items()}
-        print(f"\n{condition} (load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)")
-        for name, result in table[condition].items():
-            shown = (f"{result['per_epoch']:7.2f} s  ({', '.join(map(str, result['threads']))})"
-                     if "error" in result else f"failed: {result['error']}")
-            print(f"  {name:30s} {shown}")
+        print(f"\n{condition}")
+        table[condition] = {}
+        for name, phase in rows.items():
+            load = os.getloadavg()[0]
+            result = table[condition][name] = measure(condition, phase, args.epochs, args.timeout)
+            shown = (f"failed: {result['error']}" if "error" in result else
+                     f"{result['per_epoch']:7.2f} s  (threads {', '.join(map(str, result['threads']))})")
+            print(f"  {name:30s} {shown}  load {load:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
     print()
     print_ratios(table)
     print(f"\n{time.perf_counter() - started:.0f} s in all")

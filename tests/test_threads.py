@@ -86,6 +86,29 @@ def test_load_that_appears_moves_to_one_thread_and_load_that_goes_moves_back():
     assert controller.chosen == 2
 
 
+def test_more_load_at_one_thread_probes_nothing_until_the_recheck():
+    """Slower steps mean a busier machine, which more threads cannot help: only counts up to
+    the kept one are probed again, and below one thread there are none."""
+    counts, machine = Counts(), Machine()
+    machine.load = Machine.loaded
+    controller = ThreadController([1, 2], counts)
+    run(controller, machine, 5)
+    assert controller.chosen == 1 and counts.set == [1, 2, 1]
+    machine.load = {1: 0.03, 2: 0.3}  # the machine oversubscribed
+    run(controller, machine, threads.RECHECK_SECONDS - 6)
+    assert counts.set == [1, 2, 1]
+
+
+def test_a_collapsing_count_is_dropped_after_three_steps():
+    counts, machine = Counts(), Machine()
+    machine.load = {1: 0.03, 2: 1.5}  # a 2-thread step at load 9 took 1.3 s against 64 ms
+    controller = ThreadController([1, 2], counts)
+    used = run(controller, machine, 60)
+    assert controller.chosen == 1
+    # The first probe and the recheck after 30 s each run 2 threads for a skipped first step and three more.
+    assert used.count(2) <= 2 * 4
+
+
 def test_rechecks_back_off_while_they_agree():
     counts, machine = Counts(), Machine()
     controller = ThreadController([1, 2], counts)

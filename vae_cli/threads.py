@@ -10,11 +10,12 @@ machine slower, so the lever left at run time is torch.set_num_threads, which ta
 the next operation.
 
 ThreadController measures: it tries each candidate count for a window of steps (a probe),
-keeps the fastest (the fewer threads unless more are clearly faster), and probes again when
-the steps at the kept count become clearly slower (the machine got busier) or after a while
-anyway (the machine may have become quiet, which makes no kept count slower). It knows
-nothing about training: the loop hands it the seconds of each step (`timed`), and tests drive
-`record` with simulated step times.
+keeps the fastest (the fewer threads unless more are clearly faster), and probes the counts
+up to the kept one again when its steps become clearly slower (the machine got busier, which
+more threads cannot help), and every count after a while anyway (the machine may have become
+quiet, which makes no kept count slower). A count that collapses is dropped from a probe after
+a few steps. It knows nothing about training: the loop hands it the seconds of each step
+(`timed`), and tests drive `record` with simulated step times.
 """
 
 import os
@@ -33,6 +34,7 @@ WINDOW_STEPS = 5        # ...and at least this many steps
 NEAR_FASTEST = 1.05     # the fewest threads whose step takes at most this times the fastest are kept
 SLOWER = 1.3            # a kept count's window this many times its best means the machine changed...
 PATIENCE = 2            # ...when that many windows in a row are
+GIVE_UP = 2.0           # a probed count whose first steps take this many times the best count's has had its say
 RECHECK_SECONDS = 30.0  # step time at one count before probing again anyway; doubles while probes agree...
 RECHECK_MAX_SECONDS = 240.0  # ...up to this
 
@@ -94,11 +96,13 @@ class ThreadController:
             self.skip_next = False
             return
         self.window.append(seconds)
-        if len(self.window) < WINDOW_STEPS or sum(self.window) < WINDOW_SECONDS:
+        # Without the slowest step: one hiccup (a garbage collection, a page fault) does not decide.
+        trimmed = sum(self.window) - max(self.window)
+        collapsed = (self.to_probe and self.probed and len(self.window) >= 3
+                     and trimmed / (len(self.window) - 1) > GIVE_UP * min(self.probed.values()))
+        if not collapsed and (len(self.window) < WINDOW_STEPS or sum(self.window) < WINDOW_SECONDS):
             return
-        # Mean step time without the slowest step: throughput, but one hiccup (a garbage
-        # collection, a page fault) does not decide.
-        per_step = (sum(self.window) - max(self.window)) / (len(self.window) - 1)
+        per_step = trimmed / (len(self.window) - 1)
         self.since_probe += sum(self.window)
         self.window = []
         if self.to_probe:
@@ -113,7 +117,7 @@ class ThreadController:
             return
         fastest = min(self.probed.values())
         # Fewer threads spin less beside other work, so more are kept only when clearly faster.
-        chosen = next(n for n in self.counts if self.probed[n] <= NEAR_FASTEST * fastest)
+        chosen = next(n for n in sorted(self.probed) if self.probed[n] <= NEAR_FASTEST * fastest)
         self.recheck = min(2 * self.recheck, RECHECK_MAX_SECONDS) if chosen == self.chosen else RECHECK_SECONDS
         self.chosen, self.best, self.slow_windows, self.since_probe = chosen, self.probed[chosen], 0, 0.0
         self.probed = {}
@@ -122,12 +126,17 @@ class ThreadController:
     def _held(self, per_step: float) -> None:
         self.slow_windows = self.slow_windows + 1 if per_step > SLOWER * self.best else 0
         self.best = min(self.best, per_step)
-        if self.slow_windows >= PATIENCE or self.since_probe >= self.recheck:
-            self.probe()
+        if self.since_probe >= self.recheck:
+            self.probe(self.counts)
+        elif self.slow_windows >= PATIENCE:
+            self.slow_windows = 0
+            fewer = [n for n in self.counts if n <= self.chosen]
+            if len(fewer) > 1:
+                self.probe(fewer)
 
-    def probe(self) -> None:
-        """Measure every count again, starting at the next step."""
-        self.to_probe = list(self.counts)
+    def probe(self, counts: list[int]) -> None:
+        """Measure `counts` again, starting at the next step."""
+        self.to_probe = list(counts)
         self._use(self.to_probe[0])
 
 
