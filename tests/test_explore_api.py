@@ -198,6 +198,20 @@ def test_a_bad_request_gets_one_line_and_the_server_keeps_serving(client, method
     assert client.post("/api/decode", json={"run": "four", "code": [0, 0, 0, 0]}).status_code == 200
 
 
+def test_a_bug_is_one_line_in_the_page_and_the_server_goes_on(runs_root, monkeypatch):
+    monkeypatch.setenv("VAE_RUNS", str(runs_root))
+    client = TestClient(server.create_app(), raise_server_exceptions=False)
+
+    def broken(self, code, label=None):
+        raise RuntimeError("a bug")
+    with monkeypatch.context() as patch:
+        patch.setattr(explorer.Explorer, "decode", broken)
+        answer = client.post("/api/decode", json={"run": "four", "code": [0, 0, 0, 0]})
+    assert answer.status_code == 500
+    assert answer.json()["error"].startswith("internal error (RuntimeError: a bug)")
+    assert client.post("/api/decode", json={"run": "four", "code": [0, 0, 0, 0]}).status_code == 200
+
+
 def test_a_truncated_image_is_refused_by_name(client):
     whole = png_file(moons.render_one(1.0, 64))
     answer = client.post("/api/encode", params={"run": "four"}, content=whole[:len(whole) // 2],

@@ -141,9 +141,11 @@ def create_app(first_run: str | None = None) -> Starlette:
     return Starlette(routes=routes, exception_handlers={
         ApiError: lambda request, error: JSONResponse({"error": str(error)}, error.status),
         VaeError: lambda request, error: JSONResponse({"error": str(error)}, 400),
-        # Anything else is a bug: say so in one line; the server goes on serving.
+        # Anything else is a bug: one line for the page, the traceback in the terminal (uvicorn
+        # logs it), and the server goes on serving.
         Exception: lambda request, error: JSONResponse(
-            {"error": f"internal error ({type(error).__name__}: {error}); run with --debug for the traceback"}, 500),
+            {"error": f"internal error ({type(error).__name__}: {error}); the traceback is in the terminal "
+                      f"running vae explore"}, 500),
     })
 
 
