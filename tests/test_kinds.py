@@ -146,3 +146,15 @@ def test_every_kinds_options_are_the_model_keys_it_reads_and_lists():
         assert read == declared, name
         listed = {row[0] for row in config.describe_keys(name) if row[0].startswith("model.")}
         assert listed == {f"model.{key}" for key in declared | {"kind"}}, name
+
+
+@pytest.mark.parametrize("kind, conditional", VARIANTS)
+def test_vae_evals_report_names_what_the_kind_defines(kind, conditional):
+    from vae_cli import threads
+    model, labels = prepared(kind, conditional)
+    model.eval()
+    x, _ = batch(10, seed=4)
+    report = evaluation.run_report(model, variant_config(kind, conditional), x, labels[:10] if conditional else None,
+                                   k=8, batch_size=5, seed=0, threads=threads.for_setting(1, torch.device("cpu")))
+    assert report["kind"] == kind and report["squared_error"] > 0
+    assert ("nll" in report) == model.defines_density == ("note" not in report)

@@ -318,32 +318,21 @@ def evaluate(
         raise UsageError(f"--split {split!r}: use train or test")
     threads = config_module.check_threads(threads, "vae eval")
     run_dir, run_config, model, target, _ = load_run(run, device, checkpoint, writes="eval.json")
-    import torch
     from rich.progress import Progress
 
+    from . import builtin, evaluation
     from . import data as data_module
-    from . import evaluation, runs
     from . import threads as threads_module
     controller = threads_module.for_setting(threads, target)
     images, labels = data_module.load(run_config.data, target).stored(split)
-    from . import builtin
-    report = {"run": str(run) if builtin.is_builtin(run) else str(run_dir), "checkpoint": checkpoint, "split": split, "kind": run_config.model.kind,
-              "binarize": run_config.data.binarize, "likelihood": run_config.model.likelihood,
-              "squared_error": evaluation.squared_error(model, images, labels=labels)}
-    if model.defines_density:
-        torch.manual_seed(seed)
-        report["seed"] = seed
-        with Progress(*Progress.get_default_columns(), console=console, transient=True) as progress:
-            task = progress.add_task(f"{split}: {k} samples per image", total=len(images))
-            def advance(n: int) -> None:
-                progress.update(task, advance=n, description=f"{split}: {k} samples per image, "
-                                                             f"{controller.count} threads")
-            report |= evaluation.evaluate(model, images, k, batch_size, labels=labels, on_batch=advance,
-                                          timed=controller.timed)
-        report["threads"] = controller.count
-    else:
-        report["note"] = (f"-ELBO, NLL and bits/dim are undefined for kind={run_config.model.kind}: "
-                          f"a deterministic code defines no density over images")
+    with Progress(*Progress.get_default_columns(), console=console, transient=True) as progress:
+        task = progress.add_task(f"{split}: {k} samples per image", total=len(images))
+
+        def advance(n: int) -> None:
+            progress.update(task, advance=n, description=f"{split}: {k} samples per image, {controller.count} threads")
+        measured = evaluation.run_report(model, run_config, images, labels, k, batch_size, seed, controller, advance)
+    report = {"run": str(run) if builtin.is_builtin(run) else str(run_dir), "checkpoint": checkpoint, "split": split,
+              **measured}
     files.write_text(run_dir / "eval.json", json.dumps(report, indent=2) + "\n")
     console.print(evaluation_table(report))
     if "note" in report:

@@ -123,3 +123,22 @@ def evaluate(model, images: torch.Tensor, k: int, batch_size: int, on_batch=lamb
         "kl_per_dim": [round(v, 4) for v in kl.mean(0).tolist()] if kl_in_closed_form else None,
         "posterior_mean_variance": [round(v, 4) for v in variance.tolist()],
     }
+
+
+def run_report(model, run_config, images: torch.Tensor, labels: torch.Tensor | None, k: int, batch_size: int,
+               seed: int, threads, on_batch=lambda n: None) -> dict:
+    """What `vae eval` writes to eval.json about a run's model on `images`: the squared error
+    every kind has, and for a kind with a density everything `evaluate` measures with
+    importance samples from `seed`, under thread controller `threads` (threads.py)."""
+    report = {"kind": run_config.model.kind, "binarize": run_config.data.binarize,
+              "likelihood": run_config.model.likelihood,
+              "squared_error": squared_error(model, images, labels=labels)}
+    if not model.defines_density:
+        report["note"] = (f"-ELBO, NLL and bits/dim are undefined for kind={run_config.model.kind}: "
+                          f"a deterministic code defines no density over images")
+        return report
+    torch.manual_seed(seed)
+    report["seed"] = seed
+    report |= evaluate(model, images, k, batch_size, labels=labels, on_batch=on_batch, timed=threads.timed)
+    report["threads"] = threads.count
+    return report
