@@ -2,20 +2,22 @@
 against today's in-memory path in the same run. Run by hand (not a test):
 
     .venv/bin/python benchmarks/folder_scale.py [--sizes 10000 100000] [--image-size 32]
-        [--steps 300] [--rounds 2] [--workdir DIR]
+        [--steps 300] [--workdir DIR]
 
 For each size it writes a synthetic folder of PNGs (grayscale, --image-size square, ten class
 subfolders; kept under --workdir, default a temporary folder, and reused if already there),
 then, each in a process of its own:
 - first start: data.load with an empty cache folder (decodes the folder into the cache);
 - second start: data.load again (maps the cache);
-- training: data.load, then --steps steps of the default conv VAE through the real Trainer (one
-  thread), from the cache's map and from the in-memory path (data decoded into RAM as before
-  the cache; it decodes the whole folder at every start). The two take turns for --rounds
-  rounds so that a busy spell of the machine hits both; the best round of each counts.
-Memory is the peak of the process's anonymous resident memory (RssAnon, sampled every 5 ms):
-the memory a process holds. Pages of the mapped cache file are the kernel's page cache, which
-it drops when memory is short (RssFile, printed beside it).
+- memory: data.load, then --steps steps of the default conv VAE through the real Trainer (one
+  thread), from the cache's map, and the same from the in-memory path (the folder decoded into
+  RAM as before the cache; it decodes the whole folder at every start). Memory is the peak of
+  the process's anonymous resident memory (RssAnon, sampled every 5 ms): the memory a process
+  holds. Pages of the mapped cache file are the kernel's page cache, which it drops when memory
+  is short (RssFile, printed beside it).
+- throughput: one process loads both and trains two identical models, one from each, taking
+  turns every 10 steps for --steps steps each (epochs wrap around), so that the busy spells
+  of a shared machine hit both alike; images/s of each.
 
 Prints the ratios the cache must meet with the machine's load average beside them: second
 start / first start <= 0.10, peak memory growth from the smallest to the largest size < 10%,
@@ -94,34 +96,64 @@ class PeakMemory:
         return {"peak_anon_mb": self.anon / 1e6, "peak_file_mb": self.file / 1e6}
 
 
-def worker(folder: Path, image_size: int, source: str, steps: int) -> dict:
-    """One measurement in this process: data.load's time, then `steps` training steps."""
-    import torch
-    torch.set_num_threads(1)
-    from vae_cli import cache, config, data, models
-    from vae_cli.training import Trainer
-    memory = PeakMemory()
-    if source == "memory":  # today's in-memory path: decode into RAM, no cache
-        cache.load_or_build = lambda root, files, settings, shape, build: build(cache.MemoryBuilder())
+def load(folder: Path, image_size: int, source: str):
+    """The run config, its data from the cache's map or, as before the cache, in memory, and
+    the seconds data.load took."""
+    from vae_cli import cache, config, data
     run_config = config.load(None, ["data.name=folder", f"data.path={folder}", f"data.image_size={image_size}",
                                     "train.threads=1", "train.device=cpu"])
-    started = time.perf_counter()
-    loaded = data.load(run_config.data)
-    result = {"load_s": time.perf_counter() - started, "images": len(loaded.train) + len(loaded.test)}
-    if steps:
-        torch.manual_seed(0)
-        model = models.build(run_config, loaded.classes)
-        with tempfile.TemporaryDirectory() as run_dir:
-            trainer = Trainer(model, loaded, run_config, Path(run_dir), torch.device("cpu"))
-            order = loaded.epoch_order(0, 0)
-            batch = run_config.train.batch_size
-            steps = min(steps, len(order) // batch)
-            trainer.take_step(order[:batch])  # warm-up: first-call allocations
-            started = time.perf_counter()
-            for step in range(1, steps + 1):
-                trainer.take_step(order[step * batch:(step + 1) * batch])
-            result["images_per_s"] = steps * batch / (time.perf_counter() - started)
-            result["steps"] = steps
+    real = cache.load_or_build
+    if source == "memory":  # today's in-memory path: decode into RAM, no cache
+        cache.load_or_build = lambda root, files, settings, shape, build: build(cache.MemoryBuilder())
+    try:
+        started = time.perf_counter()
+        return run_config, data.load(run_config.data), time.perf_counter() - started
+    finally:
+        cache.load_or_build = real
+
+
+def trainer_for(run_config, loaded, run_dir: str):
+    import torch
+    from vae_cli import models
+    from vae_cli.training import Trainer
+    torch.manual_seed(0)
+    return Trainer(models.build(run_config, loaded.classes), loaded, run_config, Path(run_dir), torch.device("cpu"))
+
+
+def rows_of_step(loaded, batch: int, step: int):
+    """The rows of global step `step`, epochs wrapping around."""
+    steps_per_epoch = len(loaded.train) // batch
+    epoch, index = divmod(step, steps_per_epoch)
+    return loaded.epoch_order(0, epoch)[index * batch:(index + 1) * batch]
+
+
+def worker(folder: Path, image_size: int, source: str, steps: int) -> dict:
+    """One measurement in this process: data.load's time and peak memory, then `steps` training
+    steps; or (source "both") the two sources' training speed taking turns."""
+    import torch
+    import vae_cli.data  # noqa: F401  (imported before the clock starts: a start's own cost is data.load)
+    torch.set_num_threads(1)
+    memory = PeakMemory()
+    sources = ("memory", "cache") if source == "both" else (source,)
+    loaded = {name: load(folder, image_size, name) for name in sources}
+    result = {"load_s": sum(seconds for _, _, seconds in loaded.values()), "steps": steps}
+    loaded = {name: (run_config, data) for name, (run_config, data, _) in loaded.items()}
+    if not steps:
+        return {**result, **memory.stop()}
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainers = {name: trainer_for(run_config, data, run_dir) for name, (run_config, data) in loaded.items()}
+        batch = next(iter(loaded.values()))[0].train.batch_size
+        seconds = dict.fromkeys(trainers, 0.0)
+        for name, trainer in trainers.items():  # warm-up: first-call allocations
+            trainer.take_step(rows_of_step(trainer.data, batch, 0))
+        for block in range(1, steps + 1, 10):
+            for name, trainer in trainers.items():
+                started = time.perf_counter()
+                for step in range(block, min(block + 10, steps + 1)):
+                    trainer.take_step(rows_of_step(trainer.data, batch, step))
+                seconds[name] += time.perf_counter() - started
+        for name in trainers:
+            result[f"{name}_images_per_s"] = steps * batch / seconds[name]
     return {**result, **memory.stop()}
 
 
@@ -139,10 +171,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=300, help="training steps timed per measurement")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=300, help="training steps timed per source")
     parser.add_argument("--workdir", type=Path, default=None, help="where the folders go (default: a temporary one)")
-    parser.add_argument("--worker", choices=("cache", "memory"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("cache", "memory", "both"), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -159,42 +190,40 @@ def main():
               f"({load_average()})", flush=True)
         cache_folder = workdir / f"cache-{count}"
         shutil.rmtree(cache_folder, ignore_errors=True)
-        first = measure(folder, args.image_size, "cache", 0, cache_folder)
-        second = measure(folder, args.image_size, "cache", 0, cache_folder)
-        trained = {"cache": [], "memory": []}
-        for _ in range(args.rounds):
-            for source in ("memory", "cache"):
-                trained[source].append(measure(folder, args.image_size, source, args.steps, cache_folder))
-        best = {source: max(runs, key=lambda r: r["images_per_s"]) for source, runs in trained.items()}
-        rows[count] = {"first": first, "second": second, **best,
-                       "cache_mb": sum(p.stat().st_size for p in cache_folder.glob("*.pixels")) / 1e6}
-        for name, result in (("first start", first), ("second start", second)):
-            print(f"  {name:13s} data.load {result['load_s']:7.2f} s, whole process {result['process_s']:6.1f} s, "
-                  f"peak anon {result['peak_anon_mb']:6.0f} MB  ({result['load']})", flush=True)
-        for source, result in best.items():
-            rounds = ", ".join(f"{r['images_per_s']:.0f}" for r in trained[source])
-            print(f"  train {source:7s} {result['images_per_s']:7.0f} img/s over {result['steps']} steps "
-                  f"(start {result['load_s']:.2f} s), peak anon {result['peak_anon_mb']:6.0f} MB, "
-                  f"peak file-backed {result['peak_file_mb']:6.0f} MB  ({result['load']}); "
-                  f"all rounds: {rounds} img/s", flush=True)
+        row = rows[count] = {"first": measure(folder, args.image_size, "cache", 0, cache_folder),
+                             "second": measure(folder, args.image_size, "cache", 0, cache_folder)}
+        row["cache_mb"] = sum(p.stat().st_size for p in cache_folder.glob("*.pixels")) / 1e6
+        for name in ("first", "second"):
+            result = row[name]
+            print(f"  {name} start  data.load {result['load_s']:7.2f} s, whole process {result['process_s']:6.1f} s, "
+                  f"peak anon {result['peak_anon_mb']:5.0f} MB  ({result['load']})", flush=True)
+        for source in ("cache", "memory"):
+            result = row[source] = measure(folder, args.image_size, source, args.steps, cache_folder)
+            print(f"  start and {args.steps} steps from the {source:6s}: start {result['load_s']:6.2f} s, "
+                  f"peak anon {result['peak_anon_mb']:5.0f} MB, peak file-backed {result['peak_file_mb']:5.0f} MB  "
+                  f"({result['load']})", flush=True)
+        result = row["both"] = measure(folder, args.image_size, "both", args.steps, cache_folder)
+        print(f"  taking turns, {args.steps} steps each: from the cache {result['cache_images_per_s']:5.0f} img/s, "
+              f"in memory {result['memory_images_per_s']:5.0f} img/s  ({result['load']})", flush=True)
         shutil.rmtree(cache_folder, ignore_errors=True)
 
-    small, large = rows[min(rows)], rows[max(rows)]
-    print(f"\nratios ({load_average()} at the end; the machine is shared, figures move with the load):")
+    print(f"\nratios ({load_average()} at the end; the machine is shared: every figure moves with the load)")
     for count, row in rows.items():
-        print(f"  {count:>7,} images: second start / first start (data.load) "
-              f"{row['second']['load_s'] / row['first']['load_s']:.3f} (need <= 0.10)   "
-              f"whole process {row['second']['process_s'] / row['first']['process_s']:.3f}   "
-              f"train img/s cache / memory {row['cache']['images_per_s'] / row['memory']['images_per_s']:.3f} "
-              f"(need >= 0.90)   cache file {row['cache_mb']:.0f} MB")
+        both = row["both"]
+        print(f"  {count:>7,} images: second start / first start {row['second']['load_s'] / row['first']['load_s']:.3f} "
+              f"(need <= 0.10; whole processes with Python and torch start-up "
+              f"{row['second']['process_s'] / row['first']['process_s']:.2f}), "
+              f"training img/s cache / memory {both['cache_images_per_s'] / both['memory_images_per_s']:.3f} "
+              f"(need >= 0.90), cache file {row['cache_mb']:.0f} MB")
     if len(rows) > 1:
+        small, large = rows[min(rows)], rows[max(rows)]
         for source in ("cache", "memory"):
             growth = large[source]["peak_anon_mb"] / small[source]["peak_anon_mb"] - 1
-            print(f"  peak anon memory training from the {source}, {min(rows):,} -> {max(rows):,} images: "
+            print(f"  peak memory training from the {source}, {min(rows):,} -> {max(rows):,} images: "
                   f"{small[source]['peak_anon_mb']:.0f} -> {large[source]['peak_anon_mb']:.0f} MB, "
-                  f"{100 * growth:+.1f}%" + (" (need < +10%)" if source == "cache" else ""))
+                  f"{100 * growth:+.1f}%" + (" (need < +10%)" if source == "cache" else " (before the cache)"))
         growth = large["first"]["peak_anon_mb"] / small["first"]["peak_anon_mb"] - 1
-        print(f"  peak anon memory of the first start (building the cache): {small['first']['peak_anon_mb']:.0f} -> "
+        print(f"  peak memory of the first start, building the cache: {small['first']['peak_anon_mb']:.0f} -> "
               f"{large['first']['peak_anon_mb']:.0f} MB, {100 * growth:+.1f}%")
 
 
