@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 
 from .console import warn
-from .files import FileFault, explain, make_folder
+from .files import FileFault, explain, make_folder, sync_folder
 
 FORMAT = 1  # bump when the layout or the decoding changes what a cache file holds
 MAGIC = b"vae-cli decoded images\n"
@@ -290,7 +290,7 @@ class FileBuilder:
             os.replace(self.temporary, self.path)  # last: only a whole file carries the name
         except OSError as error:
             raise CacheWriteFailed(explain(error, self.path), error) from None
-        _sync_folder(self.path.parent)
+        sync_folder(self.path.parent)
 
     def __enter__(self):
         return self
@@ -304,17 +304,6 @@ class FileBuilder:
                 path.unlink(missing_ok=True)  # the temporary is gone already after a rename
             except OSError:
                 pass  # the folder refuses even this; the next build removes them (_remove_leftovers)
-
-
-def _sync_folder(folder: Path) -> None:
-    try:
-        handle = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-    except OSError:
-        pass  # some file systems cannot fsync a folder; the rename itself has happened
 
 
 def entries() -> list[dict]:

@@ -102,7 +102,7 @@ def write_bytes(path: Path, data: bytes, durable: bool = False) -> Path:
         _remove_quietly(temporary)
         raise FileFault(explain(error, path), error) from None
     if durable:
-        _sync_folder(path.parent)
+        sync_folder(path.parent)
     return path
 
 
@@ -128,7 +128,7 @@ def _remove_quietly(path: Path) -> None:
         pass  # never created, or the file system refuses even this: the original error matters
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     try:
         handle = os.open(folder, os.O_RDONLY)
         try:
