@@ -79,3 +79,57 @@ def test_interpolate_in_a_folder_without_runs_uses_the_builtin_model_and_says_so
 def test_without_runs_other_commands_point_at_the_builtin_model(vae, command):
     result = vae(command)
     assert result.exit_code == 1 and "no runs yet" in result.output and "--run builtin:moons" in result.output
+
+
+def test_the_builtin_model_knows_moons_and_flags_digits_noise_and_flat_pictures():
+    """The unfamiliar-input check on the shipped model (benchmarks/familiarity.py measures it
+    at scale): fresh moons from an unused seed pass, anything else is caught."""
+    from vae_cli import familiarity, moons
+    config, model, checkpoint = builtin.load("moons")
+    profile = checkpoint["familiarity"]
+    fresh = data.render_moons(config.data, 300, seed=99)[0]
+    assert float(familiarity.unfamiliar(model, fresh, profile).double().mean()) <= 0.01
+    g = torch.Generator().manual_seed(0)
+    flat = torch.linspace(0, 1, 20).view(20, 1, 1, 1).expand(20, 1, 28, 28)
+    noise = (0.5 + 0.2 * torch.randn(20, 1, 28, 28, generator=g)).clamp(0, 1)
+    strokes = torch.zeros(20, 1, 28, 28)
+    for i in range(20):  # digit-like strokes: a bar and a ring of different sizes
+        strokes[i, 0, 4 + i % 5:24, 12 + i % 3:15 + i % 3] = 1
+        strokes[i, 0, 6:8 + i % 4, 6:22] = 1
+    for name, pictures in (("flat", flat), ("noise", noise), ("strokes", strokes)):
+        assert bool(familiarity.unfamiliar(model, pictures, profile).all()), name
+
+
+def test_old_checkpoints_are_judged_by_their_stored_error_profile():
+    from vae_cli import familiarity
+    _, model, _ = builtin.load("moons")
+    image = torch.zeros(1, 28, 28)
+    assert familiarity.judge(model, image, {"median": 1.0, "p99": 1e6}) is None
+    assert "unlike the training images" in familiarity.judge(model, image + 0.5, {"median": 1.0, "p99": 1e-6})
+
+
+def test_the_users_three_commands_blend_moons_through_the_builtin_model(vae, runs_dir, tmp_path, mnist_root):
+    """`vae train --config mnist.yaml; vae sample --n 64; vae interpolate full.png half.png` with
+    moon pictures: the blend goes through the built-in moons model, said in one line naming the
+    run not used and how to force it; with --run that run is used, with a warning."""
+    from test_wheel_install import small_mnist
+    small_mnist(mnist_root, tmp_path / "small")
+    args = ["--set", f"data.root={tmp_path / 'small'}", "--set", "train.epochs=1", "--name", "digits"]
+    assert vae("train", "--config", "mnist.yaml", *args).exit_code == 0
+    assert vae("sample", "--n", 64).exit_code == 0
+    assert vae("moon", 1, "full.png").exit_code == vae("moon", 0.5, "half.png").exit_code == 0
+    result = vae("interpolate", "full.png", "half.png")
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if "builtin:moons" in line]
+    digits = str(runs_dir / "digits")
+    assert len(said) == 1 and digits in said[0] and f"--run {digits}" in said[0], result.output
+    assert (tmp_path / "interpolate_full_half_slerp_11steps.png").is_file()
+    assert not list((runs_dir / "digits").glob("interpolate_*"))
+
+    forced = vae("interpolate", "full.png", "half.png", "--run", digits)
+    assert forced.exit_code == 0 and "builtin:moons" not in forced.output
+    assert "full.png: unlike the training images" in " ".join(forced.output.split())
+    assert list((runs_dir / "digits").glob("interpolate_full_half_*.png"))
+
+    own = vae("interpolate", "test:0", "test:1")  # digits from its own test set: no switch, no warning
+    assert own.exit_code == 0 and "unlike" not in own.output and "builtin" not in own.output, own.output

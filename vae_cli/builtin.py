@@ -78,7 +78,7 @@ def make(name: str) -> Path:
         training.train(config, run_dir, device_module.choose(config.train.device))
         best = runs.load_checkpoint(run_dir / "checkpoints" / "best.pt")
     payload = {"config": shipped.to_dict(), "model": best["model"], "classes": best["classes"],
-               "epoch": best["epoch"], "step": best["step"], "test_error": best["test_error"],
+               "epoch": best["epoch"], "step": best["step"], "familiarity": best["familiarity"],
                "made_by": f"{COMMAND} {name}", "trained_with": TRAINED_WITH}
     FOLDER.mkdir(exist_ok=True)
     runs.save_checkpoint(payload, weights_path(name))

@@ -258,27 +258,29 @@ def interpolate(
     references.check_files([a, b])  # before torch loads: a mistyped path fails at once
     if out is not None:
         files.check_writable(out.parent)  # before any work
-    from . import builtin, runs
-    if run is None and runs.latest_run() is None:
-        run = Path(builtin.names()[0])
-        console.print(f"no runs yet in {runs.runs_root()}: blending with the built-in moons model "
-                      f"(--run {run}); `vae train` makes your own", highlight=False, soft_wrap=True)
-    run_dir, run_config, model, target, saved = load_run(run, device, checkpoint,
-                                                         writes="." if out is None else None)
-    if model.conditional and label is None:
-        raise UsageError(f"{run_dir} is conditional: vae interpolate needs --label NAME, the class to blend "
-                         f"within (one of {', '.join(model.classes)})")
-    label_index = None if label is None else _label_index(model, label, run_dir).to(target)
+    config_module.check_device(device, "--device")
+    from . import device as device_module
+    from . import familiarity, latent, runs
+    from .images import save_each, save_gif, save_grid
+    target = device_module.choose(device)
+
+    def label_for(loaded):
+        if loaded.model.conditional and label is None:
+            raise UsageError(f"{loaded.name} is conditional: vae interpolate needs --label NAME, the class to "
+                             f"blend within (one of {', '.join(loaded.model.classes)})")
+        return None if label is None else _label_index(loaded.model, label, loaded.name).to(target)
+
+    choice = familiarity.choose_model(run, [a, b], checkpoint, target, label_for)
+    if choice.note:
+        console.print(choice.note, highlight=False, soft_wrap=True)
+    for message in choice.warnings:
+        warn(message)
+    run_dir, model, label_index = choice.run.folder, choice.run.model, choice.label
+    if out is None:
+        files.check_writable(run_dir)
+    image_a, image_b = choice.images
     import torch
 
-    from . import data as data_module
-    from . import evaluation, latent
-    from .images import save_each, save_gif, save_grid
-    image_a, image_b = data_module.load_references([a, b], run_config.data)
-    for reference, image in ((a, image_a), (b, image_b)):
-        message = evaluation.unfamiliar(model, image.to(target), saved.get("test_error"), label_index)
-        if message:
-            warn(f"{reference}: {message}")
     path = latent.interpolation_strip(model, image_a.to(target), image_b.to(target), steps, method, label_index).cpu()
     if out is None:
         suffix = "" if label is None else f"_{_slug(label)}"

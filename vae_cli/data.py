@@ -9,6 +9,7 @@ and each batch becomes float in [0, 1] when it is taken.
 import errno
 import itertools
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +26,7 @@ from . import cache, moons
 from .config import DataConfig
 from .console import err_console, warn
 from .errors import UsageError, VaeError
-from .images import IMAGE_SUFFIXES, PIL_MODES, frame_object, read_image
+from .images import IMAGE_SUFFIXES, PIL_MODES, frame_object, read_image, save_grid
 from .references import dataset_image
 
 DEFAULT_ROOT = "data"
@@ -99,6 +100,26 @@ def render_moons(config: DataConfig, n: int, seed: int) -> tuple[torch.Tensor, t
             images, phase = render(count, config.image_size, seed * 1000 + index)
         chunks.append((images, phase))
     return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
+
+
+DRAWN_PHASES = 41  # phases from new to full in `drawn_moons`
+
+
+def drawn_moons(config: DataConfig) -> torch.Tensor | None:
+    """The clean moons `vae moon` draws (phases from new to full, at the model's size and four
+    times it), written and read back as `vae interpolate` reads an input file: pictures a moons
+    model is meant to blend although its photo-like training moons are none of them. None for
+    other datasets."""
+    if config.name != "moons":
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for size in (config.image_size, 4 * config.image_size):
+            for phase in torch.linspace(0, 1, DRAWN_PHASES).tolist():
+                paths.append(Path(folder) / f"{size}_{phase:.3f}.png")
+                save_grid(moons.render_one(phase, size).unsqueeze(0), paths[-1], columns=1, padding=0)
+        return torch.stack([as_float(read_image(path, config.channels, config.image_size, config.framing)[0])
+                            for path in paths])
 
 
 def _load_moons(config: DataConfig):

@@ -28,42 +28,28 @@ def _part(labels: torch.Tensor | None, start: int, size: int) -> torch.Tensor | 
 
 
 @torch.inference_mode()
-def squared_errors(model, images: torch.Tensor, batch_size: int = 1000, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Per image, the summed squared pixel error of the reconstruction from the code mean:
-    the one reconstruction measure defined for PCA, autoencoders and VAEs alike."""
-    errors = []
+def codes_and_squared_errors(model, images: torch.Tensor, batch_size: int = 1000,
+                             labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the code mean (N, latent_dim) and the summed squared pixel error of the
+    reconstruction from it (N,): the one reconstruction measure defined for PCA, autoencoders
+    and VAEs alike."""
+    codes, errors = [], []
     for start in range(0, len(images), batch_size):
-        x = as_float(images[start:start + batch_size])
-        errors.append(((model.reconstruct(x, _part(labels, start, batch_size)) - x) ** 2).double().flatten(1).sum(1))
-    return torch.cat(errors)
+        x, part = as_float(images[start:start + batch_size]), _part(labels, start, batch_size)
+        code = model.encode(x, part)[0]
+        codes.append(code)
+        errors.append(((model.decode_image(code, part) - x) ** 2).double().flatten(1).sum(1))
+    return torch.cat(codes), torch.cat(errors)
+
+
+def squared_errors(model, images: torch.Tensor, batch_size: int = 1000, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Per image, the summed squared pixel error of the reconstruction from the code mean."""
+    return codes_and_squared_errors(model, images, batch_size, labels)[1]
 
 
 def squared_error(model, images: torch.Tensor, batch_size: int = 1000, labels: torch.Tensor | None = None) -> float:
     """Mean over images of squared_errors."""
     return float(squared_errors(model, images, batch_size, labels).mean())
-
-
-def error_profile(errors: torch.Tensor) -> dict:
-    """The typical (median) and the 99% point of the test set's squared_errors, stored in every
-    checkpoint so that a new input can be judged without the data."""
-    return {"median": float(errors.median()), "p99": float(errors.quantile(0.99))}
-
-
-UNFAMILIAR_FACTOR = 3.0  # times the test set's 99% point
-
-
-def unfamiliar(model, image: torch.Tensor, profile: dict | None, label: torch.Tensor | None = None) -> str | None:
-    """Why the model will blend `image` poorly, if its reconstruction error (with its `label`,
-    for a conditional model) is far above the test set's (profile from error_profile); None if
-    it looks like training data or no profile was stored."""
-    if not profile:
-        return None
-    error = float(squared_errors(model, image.unsqueeze(0), labels=label)[0])
-    if error <= UNFAMILIAR_FACTOR * profile["p99"]:
-        return None
-    return (f"unlike the training images (reconstruction error {error:.2f}, {error / profile['median']:.0f}x "
-            f"the test set's typical {profile['median']:.2f}): expect a poor blend; frame it like the "
-            f"training images or train on pictures like it")
 
 
 ELEMENT_BUDGET = 1 << 23  # decoder outputs per chunk (32 MB of float32): k = 5000 fits a laptop

@@ -14,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import data as data_module
 from . import callbacks as callbacks_module
-from . import evaluation, models, runs
+from . import evaluation, familiarity, models, runs
 from . import threads as threads_module
 from .config import Config, ConfigError
 from .cuda_graph import GraphedStep
@@ -78,14 +78,14 @@ def fit_once(model: Model, data: ImageData, config: Config, run_dir: Path) -> li
     then the same outputs as a run."""
     started = time.perf_counter()
     model.fit(data.split("train")[0])
-    errors = evaluation.squared_errors(model, data.test)
-    error = float(errors.mean())
+    profile = familiarity.profile(model, data.test)
+    error = float(evaluation.squared_error(model, data.test))
     seconds = time.perf_counter() - started
     record = {"epoch": 1, "test_squared_error": error, "seconds": round(seconds, 3)}
     runs.append_metrics(run_dir, record)
     callbacks_module.save_pictures(callbacks_module.epoch_pictures(model, data.test, data.test_labels, config.train.seed), run_dir, 1)
     payload = {"config": config.to_dict(), "model": model.state_dict(), "epoch": 1, "step": 0,
-               "test_error": evaluation.error_profile(errors)}
+               "familiarity": profile}
     runs.save_checkpoint(payload, run_dir / "checkpoints" / "last.pt")
     runs.save_checkpoint(payload, run_dir / "checkpoints" / "best.pt")
     console.print(f"{config.model.kind} with a {config.model.latent_dim}-number code fitted in "
@@ -139,7 +139,9 @@ class Trainer:
                          if dtype else nullcontext())
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
         self.epoch, self.step, self.best_loss = 0, 0, math.inf
-        self.test_error = None  # evaluation.error_profile after the last epoch
+        self.familiarity = None  # the test images' profile (familiarity.profile) after the last epoch
+        self.test_as_inputs = familiarity.test_images_as_inputs(config, data.test)  # what that profile describes
+        self.drawn_inputs = data_module.drawn_moons(config.data)  # and what it also accepts
         # This rank's sums of the loss and the model's terms over the images of the current epoch.
         self.totals = torch.zeros(1 + len(model.term_names), dtype=torch.float64, device=device)
         self.steps_per_epoch = math.ceil(len(self.data.train) / config.train.batch_size)
@@ -154,7 +156,7 @@ class Trainer:
     def state(self) -> dict:
         return {"config": self.config.to_dict(), "model": self.model.state_dict(), "classes": self.model.classes,
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                "epoch": self.epoch, "step": self.step, "best_loss": self.best_loss, "test_error": self.test_error,
+                "epoch": self.epoch, "step": self.step, "best_loss": self.best_loss, "familiarity": self.familiarity,
                 "totals": self.world.sum(self.totals.clone()).cpu(), "rng": rng_state(self.device)}
 
     def restore(self, checkpoint: dict) -> None:
@@ -162,7 +164,7 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.epoch, self.step, self.best_loss = checkpoint["epoch"], checkpoint["step"], checkpoint["best_loss"]
-        self.test_error = checkpoint.get("test_error")
+        self.familiarity = checkpoint.get("familiarity")
         # The saved sums are global: rank 0 carries them on, so that summing over ranks stays right.
         # (Checkpoints of autoencoders written before models named their terms carry a third, zero KL sum.)
         saved = checkpoint["totals"][:len(self.totals)].to(self.device)
@@ -275,8 +277,8 @@ class Trainer:
         self.model.eval()
         self.model.prepare_sampling(self.data.train_batches())
         test = evaluation.average_objective(self.model, self.data.test, labels=self.data.test_labels)
-        self.test_error = evaluation.error_profile(
-            evaluation.squared_errors(self.model, self.data.test, labels=self.data.test_labels))
+        self.familiarity = familiarity.profile(self.model, self.test_as_inputs, self.data.test_labels,
+                                               also=self.drawn_inputs)
         train = self.named(self.world.sum(self.totals.clone()) / len(self.data.train))
         is_best = test["loss"] < self.best_loss
         self.best_loss = min(self.best_loss, test["loss"])

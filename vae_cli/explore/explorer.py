@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import data as data_module
-from .. import builtin, evaluation, latent, runs, samplers
+from .. import builtin, familiarity, latent, runs, samplers
 from ..cli import SAMPLERS
 from ..errors import UsageError, VaeError
 from ..images import to_pil
@@ -85,7 +85,7 @@ class Explorer:
         else:
             self.run_dir = run_folder(name)
             self.config, self.model, checkpoint = runs.load_model(self.run_dir, "best", "cpu")
-        self.test_error = checkpoint.get("test_error")
+        self.profile = familiarity.profile_of(checkpoint)
         self.lock = threading.Lock()
         self._gmm = None
         self._test_images, self._test_labels = data_module.load(self.config.data).split("test")
@@ -182,7 +182,7 @@ class Explorer:
         with self.lock, torch.inference_mode():
             code = self.model.encode(image.unsqueeze(0), label)[0]
             reconstruction = self.model.decode_image(code, label)[0]
-            unfamiliar = evaluation.unfamiliar(self.model, image, self.test_error, label)
+            unfamiliar = familiarity.judge(self.model, image, self.profile, label)
         if unfamiliar:
             notes = [*notes, unfamiliar]
         return {"code": code[0].tolist(), "input": image, "reconstruction": reconstruction, "notes": notes}
