@@ -2,8 +2,8 @@
 
     VAE_DATA=/path/to/data .venv/bin/python benchmarks/shared_cpu.py [--epochs 1] [--only vae-cli]
 
-About 5 minutes on the quiet 2-core machine with --epochs 1 (much longer on a busy one: that
-is what it measures). Three conditions, each measured in turn for every trainer:
+About 5 minutes on a quiet 2-core machine with --epochs 1 (an estimate; much longer on a busy
+one, which is what it measures: 11 minutes for --only vae-cli at load 20). Three conditions, each measured in turn for every trainer:
 - alone;
 - beside one busy process (a one-core Python loop, started before and stopped after);
 - two trainings at once (two processes of the same trainer, started together).
