@@ -43,8 +43,17 @@ def figure(request):
     return record
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_image_cache(tmp_path_factory):
+    """The decoded-image cache folder (cache.py) of module- and session-scoped fixtures, which
+    build before any test's own: never ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VAE_CACHE", str(tmp_path_factory.mktemp("vae-cache-shared")))
+        yield
+
+
 @pytest.fixture(autouse=True)
-def decoded_image_cache(tmp_path_factory, monkeypatch):
+def decoded_image_cache(session_image_cache, tmp_path_factory, monkeypatch):
     """Every test gets its own, empty decoded-image cache folder (cache.py), never ~/.cache."""
     folder = tmp_path_factory.mktemp("vae-cache")
     monkeypatch.setenv("VAE_CACHE", str(folder))
