@@ -54,7 +54,7 @@ def test_settings_that_cannot_help_are_warned_about(vae, runs_dir):
 def test_user_text_is_printed_literally_not_as_markup(vae, runs_dir):
     vae("train", *TINY, "--set", "train.epochs=1", "--name", "ok")
     result = vae("interpolate", "test:-1", "test:0", "--run", runs_dir / "ok")
-    assert_one_line_error(result, 1, "test:-1")
+    assert_one_line_error(result, 2, "test:-1")  # an index out of range is a usage error
     result = vae("sample", "--run", "[red]nowhere:-1:")
     assert_one_line_error(result, 1, "run directory [red]nowhere:-1: does not exist")
 
