@@ -263,6 +263,8 @@ def interpolate(
     from . import familiarity, latent, runs
     from .images import save_each, save_gif, save_grid
     target = device_module.choose(device)
+    if out is None and (run is not None or runs.latest_run() is not None):
+        files.check_writable(runs.output_folder(run))  # before any work
 
     def label_for(loaded):
         if loaded.model.conditional and label is None:
@@ -277,7 +279,7 @@ def interpolate(
         warn(message)
     run_dir, model, label_index = choice.run.folder, choice.run.model, choice.label
     if out is None:
-        files.check_writable(run_dir)
+        files.check_writable(run_dir)  # the folder of the model chosen, if it is not the one named
     image_a, image_b = choice.images
     import torch
 
