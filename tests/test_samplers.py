@@ -69,15 +69,12 @@ def test_samples_follow_the_mixture():
 
 def test_sample_with_the_gmm_sampler(vae, runs_dir):
     args = [a for o in (*TINY_MOONS, "model.kind=ae", "train.epochs=1") for a in ("--set", o)]
-    assert vae("train", *args, "--name", "ae").exit_code == 0
-    result = vae("sample", "--n", 16, "--sampler", "gmm")
+    result = vae("train", *args, "--name", "ae")
     assert result.exit_code == 0, result.output
+    # A small training set: training fits the mixture for the best checkpoint and stores it.
     assert "fitted a 10-component Gaussian mixture to 512 training codes" in result.output
-    picture = runs_dir / "ae" / "sample_n16_seed0_t1_gmm.png"
-    first = picture.read_bytes()
-    assert Image.open(picture).size[0] > 0
-
-    stored = torch.load(runs_dir / "ae" / "sampler_gmm_best.pt", weights_only=True)
+    stored_path = runs_dir / "ae" / "sampler_gmm_best.pt"
+    stored = torch.load(stored_path, weights_only=True)
     # Reproducible from the run folder: the run's seed and the training codes give the same mixture.
     config, model, _ = runs.load_model(runs_dir / "ae")
     from vae_cli import data
@@ -85,10 +82,33 @@ def test_sample_with_the_gmm_sampler(vae, runs_dir):
     assert stored["seed"] == config.train.seed
     assert torch.allclose(again.means, stored["means"]) and torch.allclose(again.covariances, stored["covariances"])
 
-    picture.unlink()
-    result = vae("sample", "--n", 16, "--sampler", "gmm")  # read back, not fitted again: the same picture
+    result = vae("sample", "--n", 16, "--sampler", "gmm")  # read back, not fitted again
     assert result.exit_code == 0 and "fitted" not in result.output
+    picture = runs_dir / "ae" / "sample_n16_seed0_t1_gmm.png"
+    first = picture.read_bytes()
+    stored_path.unlink()
+    result = vae("sample", "--n", 16, "--sampler", "gmm")  # fitted again: the same mixture, the same picture
+    assert result.exit_code == 0 and "fitted a 10-component" in result.output
     assert picture.read_bytes() == first
 
     result = vae("sample", "--sampler", "kde")
-    assert result.exit_code == 2 and "--sampler 'kde': use one of prior, gmm" in result.output
+    assert result.exit_code == 2 and "--sampler 'kde': use one of auto, prior, gmm" in result.output
+
+
+def test_the_default_sampler_uses_the_runs_mixture_where_it_has_one(vae, runs_dir):
+    args = [a for o in (*TINY_MOONS, "train.epochs=1") for a in ("--set", o)]
+    assert vae("train", *args, "--name", "vae").exit_code == 0
+    pictures = {}
+    for sampler in ("auto", "gmm", "prior"):
+        result = vae("sample", "--n", 16, "--sampler", sampler)
+        assert result.exit_code == 0, result.output
+        suffix = "" if sampler == "auto" else f"_{sampler}"
+        pictures[sampler] = (runs_dir / "vae" / f"sample_n16_seed0_t1{suffix}.png").read_bytes()
+        if sampler == "auto":
+            assert "codes from the run's Gaussian mixture" in result.output
+    assert pictures["auto"] == pictures["gmm"] != pictures["prior"]
+    # A run without a stored mixture (trained before, or on a large training set) samples the prior.
+    (runs_dir / "vae" / "sampler_gmm_best.pt").unlink()
+    result = vae("sample", "--n", 16)
+    assert result.exit_code == 0 and "codes from the prior" in result.output
+    assert (runs_dir / "vae" / "sample_n16_seed0_t1.png").read_bytes() == pictures["prior"]

@@ -154,7 +154,7 @@ def train(
     launch.train(config, overrides or [], name, resume)
 
 
-SAMPLERS = ("prior", "gmm")  # where vae sample's codes come from, named here so a typo fails before torch loads
+SAMPLERS = ("auto", "prior", "gmm")  # where vae sample's codes come from, named here so a typo fails before torch loads
 
 
 @app.command()
@@ -166,7 +166,7 @@ def sample(
     seed: Annotated[int, typer.Option(min=0, max=config_module.SEED_MAX, help="Seed for the codes.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="PNG to write (default: in the run folder).")] = None,
     individual: Annotated[bool, typer.Option(help="Also write each image as its own PNG.")] = False,
-    sampler: Annotated[str, typer.Option(help="Where codes come from: prior (the model's own: N(0, I) for a VAE, the training codes' spread for PCA and autoencoders) or gmm (a 10-component Gaussian mixture fitted to the training codes, once per run, stored in the run folder).")] = "prior",
+    sampler: Annotated[str, typer.Option(help="Where codes come from: prior (the model's own: N(0, I) for a VAE, the training codes' spread for PCA and autoencoders), gmm (a 10-component Gaussian mixture fitted to the training codes, once per run, stored in the run folder), or auto: the run's stored mixture where it has one (training stores one for small training sets such as the moons), else the prior.")] = "auto",
     label: Annotated[Optional[str], typer.Option(help="Conditional runs: the class to draw, by name (7, sneaker, a folder's subfolder); default: every class in turn.")] = None,
     device: DeviceOption = "auto",
     checkpoint: CheckpointOption = "best",
@@ -176,15 +176,20 @@ def sample(
         raise UsageError(f"--sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
     from . import latent, runs
     from .images import save_each, save_grid
-    suffix = ("" if sampler == "prior" else f"_{sampler}") + ("" if label is None else f"_{_slug(label)}")
+    suffix = ("" if sampler == "auto" else f"_{sampler}") + ("" if label is None else f"_{_slug(label)}")
     out = files.check_can_write(out or runs.output_folder(run) / f"sample_n{n}_seed{seed}_t{temperature:g}{suffix}.png")
-    run_dir, run_config, model, target, _ = load_run(run, device, checkpoint)
+    run_dir, run_config, model, target, saved = load_run(run, device, checkpoint)
     labels = None if label is None else _label_index(model, label, run_dir).repeat(n).to(target)
+    from . import samplers
     codes_from = None
     if sampler == "gmm":
-        from . import samplers
         codes_from = samplers.gmm_for_run(run_dir, run_config, model, checkpoint, target)
+    elif sampler == "auto":
+        codes_from = samplers.stored_gmm(run_dir, checkpoint, saved)
     images = latent.sample_images(model, n, seed, temperature, sampler=codes_from, labels=labels)
+    if sampler == "auto":
+        source = "the run's Gaussian mixture" if codes_from is not None else "the prior"
+        console.print(f"codes from {source} (--sampler prior or gmm to choose)")
     console.print(f"wrote {save_grid(images, out)}")
     if individual:
         folder = save_each(images, out.with_suffix(""), [f"{index:05d}.png" for index in range(n)])

@@ -14,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import data as data_module
 from . import callbacks as callbacks_module
-from . import evaluation, familiarity, models, runs
+from . import evaluation, familiarity, models, runs, samplers
 from . import threads as threads_module
 from .config import Config, ConfigError
 from .cuda_graph import GraphedStep
@@ -348,6 +348,8 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: dict | No
             if trainer.stop_requested(stop) and trainer.epoch < epochs:
                 trainer.call("on_stop")
                 raise interrupted(stop, f"after epoch {trainer.epoch}", run_dir)
+    if world.is_main:
+        samplers.fit_after_training(run_dir, config, data, device)
     return records
 
 
