@@ -53,7 +53,7 @@ VARIANTS = {
     "28-z4": ["data.image_size=28", "model.hidden=[16,32]", "model.latent_dim=4", "train.epochs=10"],  # before #21
     "28-z8": ["data.image_size=28", "model.hidden=[16,32]", "model.latent_dim=8", "train.epochs=10"],
     "28-z8-w32": ["data.image_size=28", "model.hidden=[32,64]", "model.latent_dim=8", "train.epochs=10"],
-    "28-z8-e20": ["data.image_size=28", "model.hidden=[16,32]", "model.latent_dim=8", "train.epochs=20"],
+    "28-z8-e15": ["data.image_size=28", "model.hidden=[16,32]", "model.latent_dim=8", "train.epochs=15"],
     "48-z8": ["data.image_size=48", "model.hidden=[16,32,64]", "model.latent_dim=8", "train.epochs=10"],
     "64-z4": ["data.image_size=64", "model.hidden=[16,32,64]", "model.latent_dim=4", "train.epochs=10"],
     "64-z8": ["data.image_size=64", "model.hidden=[16,32,64]", "model.latent_dim=8", "train.epochs=10"],

@@ -37,7 +37,7 @@ def test_every_metrics_term_is_a_curve_with_pictures_and_config(vae, runs_dir):
     assert steps(board, "train/running_loss") == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]  # refreshed at epoch ends
     assert {"reconstructions", "samples"} <= set(board.Tags()["images"])
     config_text = board.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
-    assert "latent_dim: 4" in config_text and "hidden:\n  - 64" in config_text
+    assert "latent_dim: 8" in config_text and "hidden:\n  - 64" in config_text
 
 
 def test_a_resumed_run_continues_the_same_curves_without_duplicates(vae, runs_dir):

@@ -16,7 +16,7 @@ class KindOptions:
     """What every kind reads, and the traits the rest of the tool asks about."""
     has_density: ClassVar[bool] = False  # the ELBO, the NLL and bits/dim make sense
     fitted_once: ClassVar[bool] = False  # fitted in one shot, no training loop
-    latent_dim: int = option(4, "size of the code", minimum=1, maximum=4096)
+    latent_dim: int = option(8, "size of the code", minimum=1, maximum=4096)
 
     @property
     def objective_changes_over_training(self) -> bool:
