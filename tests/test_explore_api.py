@@ -80,7 +80,7 @@ def test_the_run_list_is_what_vae_runs_lists_then_the_builtin_model(client, runs
 
 def test_the_builtin_moons_model_opens_samples_and_fits_its_gmm_in_memory(client):
     info = client.get("/api/model", params={"run": "builtin:moons"}).json()
-    assert (info["dataset"], info["latent_dim"], info["test_images"]) == ("moons", 4, 1024)
+    assert (info["dataset"], info["latent_dim"], info["test_images"]) == ("moons", 8, 1024)
     for sampler in ("prior", "gmm"):
         answer = client.post("/api/random", json={"run": "builtin:moons", "seed": 0, "sampler": sampler})
         assert answer.status_code == 200, answer.text
