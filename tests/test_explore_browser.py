@@ -122,7 +122,7 @@ def test_moving_a_slider_changes_the_decoded_image(page, screenshots):
     wait_for_new_image(page, "#decoded", before_url)
     after = shown(page, "#decoded")
     assert (after - before).abs().mean() > 0.01, "the image hardly changed"
-    assert page.locator("#sliders input").count() == 4  # the built-in moons model's code
+    assert page.locator("#sliders input").count() == 8  # the built-in moons model's code
     page.screenshot(path=str(screenshots / "explore_sliders.png"), full_page=True)
 
 

@@ -18,7 +18,7 @@ def build(*overrides):
 def test_the_vae_objective_is_recon_plus_beta_kl_and_reports_the_real_elbo_beside_it():
     torch.manual_seed(0)
     model = build("model.beta=4")
-    x, noise = torch.rand(5, 1, 28, 28), torch.randn(5, 4)
+    x, noise = torch.rand(5, 1, 28, 28), torch.randn(5, model.latent_dim)
     objective = model.objective(x, noise)
     mean, log_scale = model.encode(x)
     recon = model.likelihood.nll(model.decode(mean + log_scale.exp() * noise), x)
@@ -35,7 +35,7 @@ def test_kinds_differ_by_class_properties():
     assert (vae.defines_density, ae.defines_density, pca.defines_density) == (True, False, False)
     assert (vae.fitted_once, ae.fitted_once, pca.fitted_once) == (False, False, True)
     assert not any(m.conditional for m in (vae, ae, pca))
-    assert vae.training_noise(3, "cpu").shape == (3, 4) and ae.training_noise(3, "cpu") is None
+    assert vae.training_noise(3, "cpu").shape == (3, vae.latent_dim) and ae.training_noise(3, "cpu") is None
     # A VAE samples from its prior N(0, I) and carries no measured spread; the others measure one.
     assert not any("code_" in name for name in vae.state_dict())
     assert {"prior.code_mean", "prior.code_std"} <= set(ae.state_dict())

@@ -77,7 +77,7 @@ def tcvae(tc_weight, dataset_size=96):
 
 
 def test_the_loss_weights_the_total_correlation_and_reports_the_elbo_beside_it():
-    x, noise = torch.rand(8, 1, 28, 28), torch.randn(8, 4)
+    x, noise = torch.rand(8, 1, 28, 28), torch.randn(8, tcvae(6.0).latent_dim)
     plain, weighted = tcvae(1.0).objective(x, noise), tcvae(6.0).objective(x, noise)
     terms = plain.terms
     assert torch.allclose(plain.loss, terms["recon"] + terms["index_code_mi"] + terms["total_correlation"]
@@ -91,7 +91,7 @@ def test_the_dataset_size_travels_with_the_weights():
     loaded = tcvae(6.0, dataset_size=None)
     loaded.load_state_dict(trained.state_dict())
     assert int(loaded.dataset_size) == 60_000
-    x, noise = torch.rand(8, 1, 28, 28), torch.randn(8, 4)
+    x, noise = torch.rand(8, 1, 28, 28), torch.randn(8, tcvae(6.0).latent_dim)
     assert torch.equal(trained.objective(x, noise).loss, loaded.objective(x, noise).loss)
 
 

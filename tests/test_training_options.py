@@ -45,7 +45,7 @@ def test_the_trainer_sets_the_scheduled_rate_and_adam_eps(tmp_path):
 def test_kl_warmup_raises_the_weight_linearly_and_evaluation_ignores_it():
     torch.manual_seed(0)
     model = models.build(config.load(None, ["model.hidden=[16]", "model.beta=2", "model.kl_warmup_epochs=4"]))
-    x, noise = torch.rand(6, 1, 28, 28), torch.randn(6, 4)
+    x, noise = torch.rand(6, 1, 28, 28), torch.randn(6, model.latent_dim)
     for epochs_done, weight in ((0, 0.0), (1, 0.5), (3, 1.5), (4, 2.0), (9, 2.0)):
         model.at_epoch(epochs_done)
         objective = model.objective(x, noise)
