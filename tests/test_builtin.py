@@ -55,6 +55,8 @@ def test_sample_eval_and_plot_name_the_builtin_model_and_write_into_the_current_
     result = vae("sample", "--run", "builtin:moons", "--n", 4)
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "sample_n4_seed0_t1.png").size == (2 * 30 + 2, 2 * 30 + 2)
+    assert vae("sample", "--run", "builtin:moons", "--n", 4, "--sampler", "gmm").exit_code == 0
+    assert (tmp_path / "sample_n4_seed0_t1_gmm.png").is_file()
     result = vae("eval", "--run", "builtin:moons", "--k", 2)
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "eval.json").read_text())["run"] == "builtin:moons"

@@ -183,7 +183,9 @@ def sample(
     from . import samplers
     codes_from = None
     if sampler == "gmm":
-        codes_from = samplers.gmm_for_run(run_dir, run_config, model, checkpoint, target)
+        from . import builtin
+        codes_from = (samplers.gmm_in_memory(run_config, model, target) if builtin.is_builtin(run)
+                      else samplers.gmm_for_run(run_dir, run_config, model, checkpoint, target))
     elif sampler == "auto":
         codes_from = samplers.stored_gmm(run_dir, checkpoint, saved)
     images = latent.sample_images(model, n, seed, temperature, sampler=codes_from, labels=labels)

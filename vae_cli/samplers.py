@@ -129,6 +129,13 @@ def training_codes(model, data, batch_size: int = 1000) -> torch.Tensor:
                       for start, batch in zip(range(0, len(labels), batch_size), data.train_batches(batch_size))]).cpu()
 
 
+def gmm_in_memory(run_config, model, device="cpu") -> GaussianMixture:
+    """A built-in model's mixture, fitted as gmm_for_run fits a run's but kept in memory (the
+    installed package is not the user's to write into)."""
+    codes = training_codes(model, data_module.load(run_config.data, device))
+    return fit_gmm(codes, seed=run_config.train.seed)[0]
+
+
 def _fitted_to(checkpoint: dict, which: str) -> dict:
     return {"checkpoint": which, "epoch": checkpoint["epoch"], "step": checkpoint["step"]}
 

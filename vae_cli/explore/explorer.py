@@ -193,8 +193,7 @@ class Explorer:
         user's to write into)."""
         with self.lock:
             if self._gmm is None and self.run_dir is None:
-                codes = samplers.training_codes(self.model, data_module.load(self.config.data))
-                self._gmm = samplers.fit_gmm(codes, seed=self.config.train.seed)[0]
+                self._gmm = samplers.gmm_in_memory(self.config, self.model)
             elif self._gmm is None:
                 self._gmm = samplers.gmm_for_run(self.run_dir, self.config, self.model, "best")
             return self._gmm
