@@ -175,7 +175,7 @@ def test_the_blend_walks_the_same_path_as_vae_interpolate(client, runs_root):
     ("post", "/api/decode", {"content": b"{not json"}, 400, "not JSON"),
     ("post", "/api/decode", {"json": [1, 2]}, 400, "not a JSON object"),
     ("post", "/api/decode", {"content": b" " * (server.MAX_JSON_BYTES + 1)}, 413, "larger than"),
-    ("post", "/api/random", {"json": {"run": "four", "seed": 1, "sampler": "vamp"}}, 400, "use one of prior, gmm"),
+    ("post", "/api/random", {"json": {"run": "four", "seed": 1, "sampler": "vamp"}}, 400, "use one of auto, prior, gmm"),
     ("post", "/api/random", {"json": {"run": "four", "seed": 1, "temperature": -1}}, 400, "temperature -1"),
     ("post", "/api/random", {"json": {"run": "four", "seed": "x"}}, 400, "seed 'x'"),
     ("post", "/api/blend", {"json": {"run": "four", "a": [0] * 4, "b": [1] * 4, "t": 2}}, 400, "t 2: use a number from 0 to 1"),
@@ -328,7 +328,7 @@ def test_a_conditional_run_decodes_with_the_class_asked_for(conditional_root, mo
     info = client.get("/api/model", params={"run": "classes"}).json()
     assert info["conditional"] and info["classes"] == ["full", "half"]
     _, model, _ = model_of(conditional_root, "classes")
-    code = [0.3, -0.2, 0.1, 0.5]
+    code = torch.linspace(-0.5, 0.5, model.latent_dim).tolist()  # the default moons config's code size
     shown = []
     for label in (0, 1):
         answer = client.post("/api/decode", json={"run": "classes", "code": code, "label": label}).json()

@@ -154,7 +154,7 @@ def train(
     launch.train(config, overrides or [], name, resume)
 
 
-SAMPLERS = ("auto", "prior", "gmm")  # where vae sample's codes come from, named here so a typo fails before torch loads
+SAMPLERS = ("auto", "prior", "gmm")  # samplers.SAMPLERS, named here so a typo fails before torch loads
 
 
 @app.command()

@@ -27,6 +27,7 @@ from . import data as data_module
 from . import files, runs
 from .console import console, warn
 
+SAMPLERS = ("auto", "prior", "gmm")  # the names above: vae sample --sampler, the explore page's choice
 GMM_COMPONENTS = 10
 EM_MAX_ITERATIONS = 200
 EM_TOLERANCE = 1e-4        # stop when the mean log-likelihood per code rises by less (nats)

@@ -18,7 +18,6 @@ import torch
 
 from .. import data as data_module
 from .. import builtin, familiarity, latent, runs, samplers
-from ..cli import SAMPLERS
 from ..errors import UsageError, VaeError
 from ..images import to_pil
 
@@ -86,6 +85,7 @@ class Explorer:
             self.run_dir = run_folder(name)
             self.config, self.model, checkpoint = runs.load_model(self.run_dir, "best", "cpu")
         self.profile = familiarity.profile_of(checkpoint)
+        self._stored_gmm = None if self.run_dir is None else samplers.stored_gmm(self.run_dir, "best", checkpoint)
         self.lock = threading.Lock()
         self._gmm = None
         self._test_images, self._test_labels = data_module.load(self.config.data).split("test")
@@ -111,7 +111,7 @@ class Explorer:
             "name": self.name, "dataset": config.data.name, "kind": config.model.kind,
             "latent_dim": model.latent_dim, "image_size": config.data.image_size, "channels": config.data.channels,
             "test_images": len(self._test_images), "classes": model.classes, "conditional": model.conditional,
-            "samplers": list(SAMPLERS), "methods": list(latent.INTERPOLATIONS),
+            "samplers": list(samplers.SAMPLERS), "methods": list(latent.INTERPOLATIONS),
             "dims": [{"index": d, "variance": float(self.variance[d]), "low": float(self.low[d]),
                       "high": float(self.high[d]), "active": bool(self.variance[d] > ACTIVE_VARIANCE)}
                      for d in order],
@@ -130,13 +130,18 @@ class Explorer:
             return self.model.decode_image(code.unsqueeze(0), label)[0]
 
     def random_code(self, seed, temperature, sampler, label=None) -> tuple[list[float], torch.Tensor]:
-        if sampler not in SAMPLERS:
-            raise UsageError(f"sampler {str(sampler)[:40]!r}: use one of {', '.join(SAMPLERS)}")
+        if sampler not in samplers.SAMPLERS:
+            raise UsageError(f"sampler {str(sampler)[:40]!r}: use one of {', '.join(samplers.SAMPLERS)}")
         temperature = _number(temperature, "temperature", 0.0, MAX_TEMPERATURE)
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
             raise UsageError(f"seed {seed!r}: use a whole number from 0")
         label = self._label(label)
-        source = self._mixture() if sampler == "gmm" else self.model
+        if sampler == "gmm":
+            source = self._mixture()
+        elif sampler == "auto" and self._stored_gmm is not None:  # as `vae sample` draws by default
+            source = self._stored_gmm
+        else:
+            source = self.model
         with self.lock, torch.inference_mode():
             code = source.sample_codes(1, generator=torch.Generator().manual_seed(seed), temperature=temperature)
             return code[0].tolist(), self.model.decode_image(code, label)[0]
