@@ -114,3 +114,11 @@ def test_the_default_sampler_uses_the_runs_mixture_where_it_has_one(vae, runs_di
     result = vae("sample", "--n", 16)
     assert result.exit_code == 0 and "codes from the prior" in result.output
     assert (runs_dir / "vae" / "sample_n16_seed0_t1.png").read_bytes() == pictures["prior"]
+
+
+def test_a_mixture_fits_codes_with_fewer_distinct_values_than_components():
+    # A tiny training set (a test folder of a few images) can give a handful of equal codes.
+    codes = torch.tensor([[0.0, 1.0]] * 6 + [[2.0, -1.0]] * 6)
+    mixture, history = fit_gmm(codes, components=10, seed=0)
+    assert all(torch.isfinite(t).all() for t in (mixture.weights, mixture.means, mixture.covariances)) and history
+    assert torch.isfinite(mixture.log_prob(codes)).all()

@@ -81,7 +81,10 @@ def _kmeans_plus_plus(codes: torch.Tensor, k: int, generator: torch.Generator) -
     means = [codes[torch.randint(len(codes), (1,), generator=generator)][0]]
     distance = ((codes - means[0]) ** 2).sum(1)
     for _ in range(1, k):
-        chosen = torch.multinomial(distance / distance.sum(), 1, generator=generator)[0]
+        # Fewer distinct codes than k (a tiny training set): every code left sits on a mean
+        # already, and any of them will do.
+        weights = distance if distance.sum() > 0 else torch.ones_like(distance)
+        chosen = torch.multinomial(weights / weights.sum(), 1, generator=generator)[0]
         means.append(codes[chosen])
         distance = torch.minimum(distance, ((codes - codes[chosen]) ** 2).sum(1))
     return torch.stack(means)
