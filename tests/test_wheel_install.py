@@ -107,8 +107,12 @@ def test_train_sample_interpolate_as_typed_from_another_folder(installed):
     assert (run_dir / "sample_n64_seed0_t1.png").is_file()
     run([str(vae), "moon", "1.0", "a.png"], elsewhere, env)
     run([str(vae), "moon", "0.5", "b.png"], elsewhere, env)
-    run([str(vae), "interpolate", "a.png", "b.png"], elsewhere, env)
-    assert list(run_dir.glob("interpolate_a_b_*.png"))
+    result = run([str(vae), "interpolate", "a.png", "b.png"], elsewhere, env)
+    # Moon pictures after a digit run blend through the built-in moons model, said in one line
+    # that names the run not used and how to force it; a built-in model writes here.
+    said = " ".join((result.stdout + result.stderr).split())
+    assert "blended through builtin:moons instead" in said and f"--run {run_dir.relative_to(elsewhere)}" in said
+    assert list(elsewhere.glob("interpolate_a_b_*.png")) and not list(run_dir.glob("interpolate_*"))
     listing = run([str(vae), "configs"], elsewhere, env).stdout
     assert "mnist-vae30" in listing and str(Path(site) / "vae_cli" / "configs") in " ".join(listing.split())
 
