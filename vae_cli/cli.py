@@ -1,15 +1,16 @@
-"""The `vae` command. Each command is a thin function: it checks its options, calls the module
-that does the work, and prints where the results went.
+"""The `vae` command. Each command is a thin function: it parses its options, calls the one
+function that does the command's work (launch.train, sampling.sample, blend.interpolate,
+plots.plot_run, compare.compare, ...), which tests call directly, and prints its result.
 
 torch and torchvision take seconds to import, so this module and config.py never import them:
-each command imports the modules it needs inside its body. `vae --help`, `vae keys`, `vae
+each command imports the modules it needs inside its body, and the modules imported here
+(sampling.py, blend.py) import torch only after their own checks. `vae --help`, `vae keys`, `vae
 configs` and every usage error answer without loading torch (tests/test_cli_speed.py checks it).
 """
 
 import functools
 import json
 import os
-import re
 import sys
 import traceback
 from pathlib import Path
@@ -28,7 +29,7 @@ from rich.text import Text
 
 from . import __version__
 from . import config as config_module
-from . import files, references
+from . import blend, files, sampling
 from .console import console, err_console, print_prose_table, warn
 from .console import error as print_error
 from .errors import Stopped, UsageError, VaeError
@@ -66,23 +67,6 @@ DEBUG = {"on": bool(os.environ.get("VAE_DEBUG"))}
 RunOption = Annotated[Optional[Path], typer.Option("--run", help="Run directory, or builtin:moons, the moons model that comes with vae-cli (default: the latest run).")]
 DeviceOption = Annotated[str, typer.Option(help="Where the model runs: auto (cuda, then mps, then cpu), cpu, cuda, "
                                                 "cuda:N or mps. A run trained on a GPU loads on any machine.")]
-
-
-def load_run(run: Path | None, device: str, which: str = "best", writes: str | None = None):
-    """(output folder, config, model in eval mode, torch device, checkpoint): the run the user
-    named (a folder, or a built-in model such as builtin:moons), or the latest, with its
-    checkpoint loaded onto the chosen device whatever device it was trained on. The output
-    folder is the run's, or the current folder for a built-in model.
-    `writes` (a file in the output folder, or "." for the folder) is checked writable first."""
-    config_module.check_device(device, "--device")
-    from . import device as device_module
-    from . import runs
-    folder = runs.output_folder(run)
-    if writes is not None:
-        files.check_can_write(folder / writes) if writes != "." else files.check_writable(folder)
-    target = device_module.choose(device)
-    loaded = runs.load_run(run, which, target)
-    return loaded.folder, loaded.config, loaded.model, target, loaded.checkpoint
 
 
 def _best_or_last(value: str) -> str:
@@ -154,9 +138,6 @@ def train(
     launch.train(config, overrides or [], name, resume)
 
 
-SAMPLERS = ("auto", "prior", "gmm")  # samplers.SAMPLERS, named here so a typo fails before torch loads
-
-
 @app.command()
 @friendly_errors
 def sample(
@@ -172,41 +153,7 @@ def sample(
     checkpoint: CheckpointOption = "best",
 ):
     """Decode random codes of a trained model into a grid of new images."""
-    if sampler not in SAMPLERS:
-        raise UsageError(f"--sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
-    from . import latent, runs
-    from .images import save_each, save_grid
-    suffix = ("" if sampler == "auto" else f"_{sampler}") + ("" if label is None else f"_{_slug(label)}")
-    out = files.check_can_write(out or runs.output_folder(run) / f"sample_n{n}_seed{seed}_t{temperature:g}{suffix}.png")
-    run_dir, run_config, model, target, saved = load_run(run, device, checkpoint)
-    labels = None if label is None else _label_index(model, label, run_dir).repeat(n).to(target)
-    from . import samplers
-    codes_from = None
-    if sampler == "gmm":
-        from . import builtin
-        codes_from = (samplers.gmm_in_memory(run_config, model, target) if builtin.is_builtin(run)
-                      else samplers.gmm_for_run(run_dir, run_config, model, checkpoint, target))
-    elif sampler == "auto":
-        codes_from = samplers.stored_gmm(run_dir, checkpoint, saved)
-    images = latent.sample_images(model, n, seed, temperature, sampler=codes_from, labels=labels)
-    if sampler == "auto":
-        source = "the run's Gaussian mixture" if codes_from is not None else "the prior"
-        console.print(f"codes from {source} (--sampler prior or gmm to choose)")
-    console.print(f"wrote {save_grid(images, out)}")
-    if individual:
-        folder = save_each(images, out.with_suffix(""), [f"{index:05d}.png" for index in range(n)])
-        console.print(f"wrote {n} images into {folder}/")
-
-
-def _label_index(model, name: str, run_dir: Path):
-    """The class index of `name` (case-insensitive) in a conditional model's classes, as a tensor."""
-    import torch
-    if not model.conditional:
-        raise UsageError(f"--label: {run_dir} is not conditional (model.conditional: true trains one that is)")
-    lowered = [c.lower() for c in model.classes]
-    if name.lower() not in lowered:
-        raise UsageError(f"--label {name!r} is not a class of {run_dir}: use one of {', '.join(model.classes)}")
-    return torch.tensor([lowered.index(name.lower())])
+    sampling.sample(run, n, temperature, seed, out, individual, sampler, label, device, checkpoint)
 
 
 @app.command()
@@ -237,9 +184,6 @@ def moon(
     console.print(f"wrote {out}")
 
 
-INTERPOLATIONS = ("linear", "slerp")  # latent.INTERPOLATIONS, named here so a typo fails before torch loads
-
-
 @app.command()
 @friendly_errors
 def interpolate(
@@ -260,54 +204,7 @@ def interpolate(
     The strip shows input A, the decoded path, then input B. Inputs are converted exactly as
     training images (see the README's "Input pictures"). A warning says when an input is far
     from what the model was trained on."""
-    if method not in INTERPOLATIONS:
-        raise UsageError(f"--method {method!r}: use one of {', '.join(INTERPOLATIONS)}")
-    references.check_files([a, b])  # before torch loads: a mistyped path fails at once
-    if out is not None:
-        files.check_writable(out.parent)  # before any work
-    config_module.check_device(device, "--device")
-    from . import device as device_module
-    from . import familiarity, latent, runs
-    from .images import save_each, save_gif, save_grid
-    target = device_module.choose(device)
-    if out is None and (run is not None or runs.latest_run() is not None):
-        files.check_writable(runs.output_folder(run))  # before any work
-
-    def label_for(loaded):
-        if loaded.model.conditional and label is None:
-            raise UsageError(f"{loaded.name} is conditional: vae interpolate needs --label NAME, the class to "
-                             f"blend within (one of {', '.join(loaded.model.classes)})")
-        return None if label is None else _label_index(loaded.model, label, loaded.name).to(target)
-
-    choice = familiarity.choose_model(run, [a, b], checkpoint, target, label_for)
-    if choice.note:
-        console.print(choice.note, highlight=False, soft_wrap=True)
-    for message in choice.warnings:
-        warn(message)
-    run_dir, model, label_index = choice.run.folder, choice.run.model, choice.label
-    if out is None:
-        files.check_writable(run_dir)  # the folder of the model chosen, if it is not the one named
-    image_a, image_b = choice.images
-    import torch
-
-    path = latent.interpolation_strip(model, image_a.to(target), image_b.to(target), steps, method, label_index).cpu()
-    if out is None:
-        suffix = "" if label is None else f"_{_slug(label)}"
-        out = runs.unused_path(run_dir / f"interpolate_{_slug(a)}_{_slug(b)}_{method}_{steps}steps{suffix}.png")
-    elif out.exists():
-        warn(f"{out} exists and is replaced, as --out asked")
-    files.check_can_write(out)
-    console.print(f"wrote {save_grid(torch.cat([image_a[None], path, image_b[None]]), out, columns=steps + 2)}")
-    if gif:
-        console.print(f"wrote {save_gif(path, out.with_suffix('.gif'))}")
-    if individual:
-        names = [f"t{t:.3f}.png" for t in torch.linspace(0, 1, steps).tolist()]
-        folder = save_each(path, out.with_suffix(""), names)
-        console.print(f"wrote {steps} frames into {folder}/ (t0.000.png decodes A's code, t1.000.png B's)")
-
-
-def _slug(reference: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", Path(reference).stem if ":" not in reference else reference)
+    blend.interpolate(a, b, run, steps, method, out, gif, device, individual, checkpoint, label)
 
 
 @app.command("eval")
@@ -328,7 +225,10 @@ def evaluate(
     if split not in ("train", "test"):
         raise UsageError(f"--split {split!r}: use train or test")
     threads = config_module.check_threads(threads, "vae eval")
-    run_dir, run_config, model, target, _ = load_run(run, device, checkpoint, writes="eval.json")
+    config_module.check_device(device, "--device")
+    from . import runs
+    loaded, target = runs.load_for_output(run, checkpoint, device, writes="eval.json")
+    run_dir, run_config, model = loaded.folder, loaded.config, loaded.model
     from rich.progress import Progress
 
     from . import builtin, evaluation
@@ -385,9 +285,12 @@ def compare(
     (`vae sample --sampler gmm`), and an interpolation."""
     config_module.check_device(device, "--device")
     from . import compare as compare_module
-    from . import device as device_module
-    files.check_can_write(out)
-    rows = compare_module.compare(run_dirs, out, k, images, pair, device_module.choose(device), checkpoint)
+    rows = compare_module.compare(run_dirs, out, k, images, pair, device, checkpoint)
+    console.print(comparison_table(rows, images, k))
+    console.print(f"wrote {out}")
+
+
+def comparison_table(rows: list[dict], images: int, k: int) -> Table:
     table = Table(title=f"first {images} test images, per image; -ELBO and NLL in nats, "
                         f"undefined (-) for deterministic codes; LL: mean log-density of the test codes "
                         f"under the prior and under the GMM sampler, nats per code dimension",
@@ -402,8 +305,7 @@ def compare(
                          min_width=max(len(row["run"]) for row in rows) if title == "run" else None)
     for row in rows:
         table.add_row(*(fmt.format(row[key]) if key in row else "-" for _, key, fmt in columns))
-    console.print(table)
-    console.print(f"wrote {out}")
+    return table
 
 
 @app.command()
@@ -419,9 +321,9 @@ def plot(
     Traversals for any code size; for 2-D codes also the decoded manifold and a scatter of
     the test set's codes coloured by label; for a conditional model one row per label, all
     decoded from the same codes."""
-    run_dir, run_config, model, target, _ = load_run(run, device, checkpoint, writes=".")
+    config_module.check_device(device, "--device")
     from . import plots
-    for path in plots.plot_run(run_dir, run_config, model, image, target):
+    for path in plots.plot_run(run, image, device, checkpoint):
         console.print(f"wrote {path}")
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import torch
 
 from . import data as data_module
-from . import evaluation, latent, runs, samplers
+from . import device as device_module
+from . import evaluation, files, latent, runs, samplers
 from .errors import UsageError
 from .images import save_labeled_rows
 
@@ -27,14 +28,19 @@ def load_runs(run_dirs: list[Path], device="cpu", checkpoint: str = "best"):
 
 @torch.inference_mode()
 def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[int, int],
-            device="cpu", checkpoint: str = "best") -> list[dict]:
+            device: str = "auto", checkpoint: str = "best") -> list[dict]:
     """One row of numbers per run and one picture: per run, reconstructions of the same test
     images, samples decoded from the same noise through the model's prior and through the
     Gaussian mixture fitted to its training codes, and the same pair of images interpolated.
 
     The numbers include how well each sampler describes where real codes lie: the mean
     log-density of the test images' codes under the prior and under the mixture, per code
-    dimension. A sampler that puts its mass where no code is decodes garbage."""
+    dimension. A sampler that puts its mass where no code is decodes garbage.
+
+    `device` is a --device value (config.check_device accepts it); `out` is checked writable
+    before any run loads."""
+    files.check_can_write(out)
+    device = device_module.choose(device)
     loaded = load_runs(run_dirs, device, checkpoint)
     stored = data_module.load(loaded[0][1].data, device).test
     test = data_module.as_float(stored[:max(n_images, SHOWN)])

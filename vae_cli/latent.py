@@ -2,6 +2,8 @@
 
 import torch
 
+from .interpolations import INTERPOLATIONS
+
 
 @torch.inference_mode()
 def sample_images(model, n: int, seed: int, temperature: float = 1.0, batch_size: int = 1000,
@@ -15,22 +17,6 @@ def sample_images(model, n: int, seed: int, temperature: float = 1.0, batch_size
     labels = model.sample_labels(n) if labels is None else labels
     return torch.cat([model.decode_image(codes[i:i + batch_size], None if labels is None else labels[i:i + batch_size])
                       for i in range(0, n, batch_size)])
-
-
-def linear_path(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return (1 - t) * a + t * b
-
-
-def slerp_path(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation keeps the norm typical of a Gaussian prior, where the straight
-    line passes through the unusually short middle."""
-    angle = torch.arccos((a / a.norm() * b / b.norm()).sum().clamp(-1, 1))
-    if angle <= 1e-6:  # parallel codes: the straight line is the great circle
-        return linear_path(a, b, t)
-    return (torch.sin((1 - t) * angle) * a + torch.sin(t * angle) * b) / torch.sin(angle)
-
-
-INTERPOLATIONS = {"linear": linear_path, "slerp": slerp_path}  # vae interpolate --method
 
 
 def interpolate_codes(a: torch.Tensor, b: torch.Tensor, steps: int, method: str = "linear") -> torch.Tensor:

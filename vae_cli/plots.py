@@ -6,7 +6,7 @@ import torch
 
 from . import charts
 from . import data as data_module
-from . import latent
+from . import latent, runs
 from .images import save_grid, save_labeled_rows
 
 SCATTER_POINTS = 5000
@@ -26,8 +26,16 @@ def label_classes(labels: torch.Tensor) -> tuple[list[int], list[str]]:
     return [classes.index(v) for v in labels.tolist()], [str(c) for c in classes]
 
 
+def plot_run(run: Path | None, image_index: int = 0, device: str = "auto", checkpoint: str = "best") -> list[Path]:
+    """The pictures of the latent space of the run (or builtin:NAME) `run` names, else the
+    latest, written into its output folder (checked writable before the model loads); `device`
+    is a --device value (config.check_device accepts it). Returns the files written."""
+    loaded, target = runs.load_for_output(run, checkpoint, device, writes=".")
+    return _draw(loaded.folder, loaded.config, loaded.model, image_index, target)
+
+
 @torch.inference_mode()
-def plot_run(run_dir: Path, run_config, model, image_index: int = 0, device="cpu") -> list[Path]:
+def _draw(run_dir: Path, run_config, model, image_index: int, device) -> list[Path]:
     data = data_module.load(run_config.data, device)
     start = data_module.as_float(data_module.image_at(data.test, image_index, "test", f"--image {image_index}"))  # before writing anything
     test, labels = data_module.as_float(data.test[:SCATTER_POINTS]), data.test_labels[:SCATTER_POINTS]

@@ -33,3 +33,9 @@ def check_files(references: list[str]) -> None:
     for reference in references:
         if dataset_image(reference) is None:
             check_image_file(Path(reference))
+
+
+def name_part(reference: str) -> str:
+    """A reference (or a class name) as part of an output file's name: a file by its stem,
+    test:7 as test-7; anything but letters, digits, - and _ becomes -."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", Path(reference).stem if ":" not in reference else reference)

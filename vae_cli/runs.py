@@ -29,6 +29,7 @@ import torch
 
 from . import config as config_module
 from . import builtin, files, models
+from . import device as device_module
 from .config import Config, ConfigError
 from .errors import UsageError, VaeError
 
@@ -188,6 +189,19 @@ def load_run(run: Path | None, which: str = "best", device="cpu") -> LoadedRun:
     return LoadedRun(str(run_dir), run_dir, *load_model(run_dir, which, device))
 
 
+def load_for_output(run: Path | None, which: str, device: str, writes: str | None = None
+                    ) -> tuple[LoadedRun, torch.device]:
+    """load_run for a command that writes beside the run: the run loaded onto the device that
+    `device` (a value config.check_device accepts) asks for, whatever device it was trained on,
+    and that device. `writes` (a file in the output folder, or "." for the folder) is checked
+    writable first, so that a read-only run folder fails before any model loads."""
+    folder = output_folder(run)
+    if writes is not None:
+        files.check_can_write(folder / writes) if writes != "." else files.check_writable(folder)
+    target = device_module.choose(device)
+    return load_run(run, which, target), target
+
+
 def unused_path(path: Path) -> Path:
     """`path`, or the first of path_2, path_3, ... (same suffix) that does not exist yet, so a
     new result never silently replaces an earlier one."""
@@ -259,6 +273,17 @@ def refuse_conditional(model, run_dir: Path, command: str) -> None:
     if model.conditional:
         raise UsageError(f"{command} does not take labels yet, and {run_dir} is conditional: "
                          f"use vae sample --label, vae interpolate --label or vae plot")
+
+
+def label_index(model, name: str, run_name) -> torch.Tensor:
+    """The index of class `name` (case-insensitive) among a conditional model's classes, as a
+    one-element tensor, for the commands that take --label."""
+    if not model.conditional:
+        raise UsageError(f"--label: {run_name} is not conditional (model.conditional: true trains one that is)")
+    lowered = [c.lower() for c in model.classes]
+    if name.lower() not in lowered:
+        raise UsageError(f"--label {name!r} is not a class of {run_name}: use one of {', '.join(model.classes)}")
+    return torch.tensor([lowered.index(name.lower())])
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:

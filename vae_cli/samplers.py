@@ -1,4 +1,4 @@
-"""Where the codes that `vae sample` decodes come from.
+"""Where the codes that `vae sample` decodes come from (their names: sampling.SAMPLERS).
 
   prior  the model's own sampling prior: N(0, I) for a VAE, the training codes' spread for
          PCA and autoencoders
@@ -27,7 +27,6 @@ from . import data as data_module
 from . import files, runs
 from .console import console, warn
 
-SAMPLERS = ("auto", "prior", "gmm")  # the names above: vae sample --sampler, the explore page's choice
 GMM_COMPONENTS = 10
 EM_MAX_ITERATIONS = 200
 EM_TOLERANCE = 1e-4        # stop when the mean log-likelihood per code rises by less (nats)

@@ -17,7 +17,9 @@ from pathlib import Path
 import torch
 
 from .. import data as data_module
-from .. import builtin, familiarity, latent, runs, samplers
+from .. import builtin, familiarity, runs, samplers
+from ..sampling import SAMPLERS
+from ..interpolations import INTERPOLATIONS
 from ..errors import UsageError, VaeError
 from ..images import to_pil
 
@@ -111,7 +113,7 @@ class Explorer:
             "name": self.name, "dataset": config.data.name, "kind": config.model.kind,
             "latent_dim": model.latent_dim, "image_size": config.data.image_size, "channels": config.data.channels,
             "test_images": len(self._test_images), "classes": model.classes, "conditional": model.conditional,
-            "samplers": list(samplers.SAMPLERS), "methods": list(latent.INTERPOLATIONS),
+            "samplers": list(SAMPLERS), "methods": list(INTERPOLATIONS),
             "dims": [{"index": d, "variance": float(self.variance[d]), "low": float(self.low[d]),
                       "high": float(self.high[d]), "active": bool(self.variance[d] > ACTIVE_VARIANCE)}
                      for d in order],
@@ -130,8 +132,8 @@ class Explorer:
             return self.model.decode_image(code.unsqueeze(0), label)[0]
 
     def random_code(self, seed, temperature, sampler, label=None) -> tuple[list[float], torch.Tensor]:
-        if sampler not in samplers.SAMPLERS:
-            raise UsageError(f"sampler {str(sampler)[:40]!r}: use one of {', '.join(samplers.SAMPLERS)}")
+        if sampler not in SAMPLERS:
+            raise UsageError(f"sampler {str(sampler)[:40]!r}: use one of {', '.join(SAMPLERS)}")
         temperature = _number(temperature, "temperature", 0.0, MAX_TEMPERATURE)
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
             raise UsageError(f"seed {seed!r}: use a whole number from 0")
@@ -175,12 +177,12 @@ class Explorer:
 
     def blend(self, a, b, t, method, label=None) -> torch.Tensor:
         """The decoded code a fraction t of the way from code a to code b (t=0 is a), by `method`."""
-        if method not in latent.INTERPOLATIONS:
-            raise UsageError(f"method {str(method)[:40]!r}: use one of {', '.join(latent.INTERPOLATIONS)}")
+        if method not in INTERPOLATIONS:
+            raise UsageError(f"method {str(method)[:40]!r}: use one of {', '.join(INTERPOLATIONS)}")
         a, b, label = self._code(a), self._code(b), self._label(label)
         t = _number(t, "t", 0.0, 1.0)
         with self.lock, torch.inference_mode():
-            code = latent.INTERPOLATIONS[method](a, b, torch.tensor([[t]]))
+            code = INTERPOLATIONS[method](a, b, torch.tensor([[t]]))
             return self.model.decode_image(code, label)[0]
 
     def _encoded(self, image: torch.Tensor, notes: list[str], label) -> dict:
