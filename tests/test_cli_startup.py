@@ -44,6 +44,7 @@ def test_importing_the_cli_does_not_import_torch():
     (["train", "--set", "model.latnt_dim=2"], "2"),
     (["train", "--config", "does-not-exist.yaml"], "2"),
     (["interpolate", "a.png", "b.png", "--method", "cubic"], "2"),
+    (["sample", "--sampler", "kde"], "2"),
     (["interpolate", "missing.png", "test:3"], "1"),  # a mistyped path fails before torch loads
     (["eval", "--split", "validation"], "2"),
 ])

@@ -6,23 +6,32 @@ import torch
 from PIL import Image
 
 from conftest import TINY_MOONS
-from vae_cli import latent
+from vae_cli import blend, latent, references
+from vae_cli.errors import UsageError
 
 
-def test_interpolate_names_never_replace_and_individual_frames_include_the_midpoint(vae, tiny_run, tmp_path):
+def test_interpolate_names_never_replace_and_individual_frames_include_the_midpoint(vae, tiny_run, tmp_path, capsys):
     assert vae("moon", 1.0, tmp_path / "full.png").exit_code == 0
     assert vae("moon", 0.5, tmp_path / "half.png").exit_code == 0
-    first = vae("interpolate", tmp_path / "full.png", tmp_path / "half.png", "--individual")
-    second = vae("interpolate", tmp_path / "full.png", tmp_path / "half.png", "--method", "linear", "--steps", 5)
-    third = vae("interpolate", tmp_path / "full.png", tmp_path / "half.png")
-    assert first.exit_code == second.exit_code == third.exit_code == 0, first.output
-    names = sorted(p.name for p in tiny_run.glob("interpolate_*.png"))
-    assert names == ["interpolate_full_half_linear_5steps.png", "interpolate_full_half_slerp_11steps.png",
-                     "interpolate_full_half_slerp_11steps_2.png"]
-    frames = sorted(p.name for p in (tiny_run / "interpolate_full_half_slerp_11steps").iterdir())
+    full, half = str(tmp_path / "full.png"), str(tmp_path / "half.png")
+    first = blend.interpolate(full, half, individual=True, device="cpu")
+    second = blend.interpolate(full, half, method="linear", steps=5, gif=True, device="cpu")
+    third = blend.interpolate(full, half, device="cpu")
+    assert [blended.strip for blended in (first, second, third)] == [
+        tiny_run / "interpolate_full_half_slerp_11steps.png", tiny_run / "interpolate_full_half_linear_5steps.png",
+        tiny_run / "interpolate_full_half_slerp_11steps_2.png"]
+    assert first.run == str(tiny_run) and first.gif is None and third.frames is None
+    assert second.gif == tiny_run / "interpolate_full_half_linear_5steps.gif" and second.gif.is_file()
+    frames = sorted(p.name for p in first.frames.iterdir())
     assert len(frames) == 11 and frames[0] == "t0.000.png" and "t0.500.png" in frames
-    assert "t0.000.png decodes A's code, t1.000.png B's" in " ".join(first.output.split())
-    assert Image.open(tiny_run / "interpolate_full_half_slerp_11steps" / "t0.500.png").size == (28, 28)
+    assert "t0.000.png decodes A's code, t1.000.png B's" in " ".join(capsys.readouterr().out.split())
+    assert Image.open(first.frames / "t0.500.png").size == (28, 28)
+
+
+def test_inputs_and_labels_name_the_output_files():
+    assert references.name_part("pictures/full moon.png") == "full-moon"
+    assert references.name_part("test:7") == "test-7"
+    assert references.name_part("T-shirt") == "T-shirt"
 
 
 def test_moon_draws_moons_lit_from_any_angle(vae, tmp_path):
@@ -43,9 +52,11 @@ def test_slerp_keeps_the_ends_and_the_norm():
     assert torch.allclose(latent.interpolate_codes(a, b, 3, "linear")[1], torch.tensor([1.5, 1.5]))
 
 
-def test_an_unknown_interpolation_is_an_error():
+def test_an_unknown_interpolation_is_an_error(runs_dir):
     with pytest.raises(ValueError, match="unknown interpolation 'cubic'"):
         latent.interpolate_codes(torch.zeros(2), torch.ones(2), 3, "cubic")
+    with pytest.raises(UsageError, match="--method 'cubic': use one of linear, slerp"):
+        blend.interpolate("a.png", "b.png", method="cubic")  # before the files are looked for
 
 
 @pytest.fixture

@@ -1,10 +1,13 @@
-"""The Gaussian mixture sampler: EM's maths on known mixtures, and `vae sample --sampler gmm`."""
+"""The Gaussian mixture sampler: EM's maths on known mixtures, and `vae sample --sampler gmm`
+(sampling.sample chooses the sampler)."""
 
+import pytest
 import torch
 from PIL import Image
 
 from conftest import TINY_MOONS
-from vae_cli import runs, samplers
+from vae_cli import runs, samplers, sampling
+from vae_cli.errors import UsageError
 from vae_cli.samplers import GaussianMixture, fit_gmm
 
 
@@ -95,23 +98,28 @@ def test_sample_with_the_gmm_sampler(vae, runs_dir):
     assert result.exit_code == 2 and "--sampler 'kde': use one of auto, prior, gmm" in result.output
 
 
-def test_the_default_sampler_uses_the_runs_mixture_where_it_has_one(vae, runs_dir):
+def test_the_default_sampler_uses_the_runs_mixture_where_it_has_one(vae, runs_dir, capsys):
     args = [a for o in (*TINY_MOONS, "train.epochs=1") for a in ("--set", o)]
     assert vae("train", *args, "--name", "vae").exit_code == 0
     pictures = {}
     for sampler in ("auto", "gmm", "prior"):
-        result = vae("sample", "--n", 16, "--sampler", sampler)
-        assert result.exit_code == 0, result.output
+        sampled = sampling.sample(None, 16, 1.0, 0, sampler=sampler, device="cpu")
         suffix = "" if sampler == "auto" else f"_{sampler}"
-        pictures[sampler] = (runs_dir / "vae" / f"sample_n16_seed0_t1{suffix}.png").read_bytes()
-        if sampler == "auto":
-            assert "codes from the run's Gaussian mixture" in result.output
+        assert sampled.grid == runs_dir / "vae" / f"sample_n16_seed0_t1{suffix}.png" and sampled.folder is None
+        assert sampled.source == ("the run's Gaussian mixture" if sampler == "auto" else None)
+        pictures[sampler] = sampled.grid.read_bytes()
+    assert "codes from the run's Gaussian mixture (--sampler prior or gmm to choose)" in capsys.readouterr().out
     assert pictures["auto"] == pictures["gmm"] != pictures["prior"]
     # A run without a stored mixture (trained before, or on a large training set) samples the prior.
     (runs_dir / "vae" / "sampler_gmm_best.pt").unlink()
-    result = vae("sample", "--n", 16)
-    assert result.exit_code == 0 and "codes from the prior" in result.output
-    assert (runs_dir / "vae" / "sample_n16_seed0_t1.png").read_bytes() == pictures["prior"]
+    sampled = sampling.sample(None, 16, 1.0, 0, device="cpu")
+    assert sampled.source == "the prior" and sampled.grid.read_bytes() == pictures["prior"]
+    assert "codes from the prior" in capsys.readouterr().out
+
+
+def test_an_unknown_sampler_is_refused_before_anything_loads(runs_dir):
+    with pytest.raises(UsageError, match="--sampler 'kde': use one of auto, prior, gmm"):
+        sampling.sample(None, 16, 1.0, 0, sampler="kde")  # no run exists: the name is checked first
 
 
 def test_a_mixture_fits_codes_with_fewer_distinct_values_than_components():

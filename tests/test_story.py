@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from conftest import TINY_MOONS
-from vae_cli import config, data, runs
+from vae_cli import config, data, plots, runs
 
 
 def train(vae, name, *overrides):
@@ -77,14 +77,14 @@ def test_compare_refuses_different_datasets(vae, runs_dir, tmp_path):
 
 def test_plot_writes_manifold_scatter_and_traversals(vae, runs_dir):
     train(vae, "two", "model.latent_dim=2", "train.epochs=2")
-    result = vae("plot")
-    assert result.exit_code == 0, result.output
-    assert Image.open(runs_dir / "two" / "latent_manifold.png").size == (20 * 30 + 2,) * 2
-    assert Image.open(runs_dir / "two" / "latent_scatter.png").size == (750, 600)  # 7.5 x 6 inches at 100 dpi
+    written = plots.plot_run(None, device="cpu")
+    assert written == [runs_dir / "two" / name for name in ("latent_manifold.png", "latent_scatter.png",
+                                                             "latent_traversals.png")]
+    assert Image.open(written[0]).size == (20 * 30 + 2,) * 2
+    assert Image.open(written[1]).size == (750, 600)  # 7.5 x 6 inches at 100 dpi
     train(vae, "four", "train.epochs=1")
-    assert vae("plot").exit_code == 0
+    assert plots.plot_run(None, device="cpu") == [runs_dir / "four" / "latent_traversals.png"]
     assert not (runs_dir / "four" / "latent_manifold.png").exists()
-    assert (runs_dir / "four" / "latent_traversals.png").is_file()
 
 
 def test_rgb_folder_with_a_conv_vae_and_learned_gaussian_scale(vae, runs_dir, tmp_path):
