@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from conftest import TINY_MOONS
-from vae_cli import blend, latent, references
+from vae_cli import blend, evaluation, latent, references
 from vae_cli.errors import UsageError
 
 
@@ -75,13 +75,14 @@ def test_eval_writes_a_report(vae, tiny_run):
     assert "NLL, k=50" in result.output
 
 
-def test_eval_is_reproducible_from_its_seed(vae, tiny_run):
+def test_eval_is_reproducible_from_its_seed(tiny_run):
     reports = []
     for seed in (3, 3, 4):
-        assert vae("eval", "--k", 20, "--seed", seed).exit_code == 0
-        reports.append(json.loads((tiny_run / "eval.json").read_text()))
+        report, path = evaluation.evaluate_run(None, k=20, seed=seed, device="cpu")
+        assert path == tiny_run / "eval.json" and json.loads(path.read_text()) == report
+        reports.append(report)
     assert reports[0]["nll"] == reports[1]["nll"] != reports[2]["nll"]
-    assert reports[0]["seed"] == 3
+    assert reports[0]["seed"] == 3 and reports[0]["run"] == str(tiny_run)
 
 
 def test_eval_says_elbo_is_undefined_for_an_autoencoder(vae, runs_dir):

@@ -1,6 +1,6 @@
 """The `vae` command. Each command is a thin function: it parses its options, calls the one
 function that does the command's work (launch.train, sampling.sample, blend.interpolate,
-plots.plot_run, compare.compare, ...), which tests call directly, and prints its result.
+evaluation.evaluate_run, plots.plot_run, compare.compare, ...), which tests call directly, and prints its result.
 
 torch and torchvision take seconds to import, so this module and config.py never import them:
 each command imports the modules it needs inside its body, and the modules imported here
@@ -9,7 +9,6 @@ configs` and every usage error answer without loading torch (tests/test_cli_spee
 """
 
 import functools
-import json
 import os
 import sys
 import traceback
@@ -226,29 +225,12 @@ def evaluate(
         raise UsageError(f"--split {split!r}: use train or test")
     threads = config_module.check_threads(threads, "vae eval")
     config_module.check_device(device, "--device")
-    from . import runs
-    loaded, target = runs.load_for_output(run, checkpoint, device, writes="eval.json")
-    run_dir, run_config, model = loaded.folder, loaded.config, loaded.model
-    from rich.progress import Progress
-
-    from . import builtin, evaluation
-    from . import data as data_module
-    from . import threads as threads_module
-    controller = threads_module.for_setting(threads, target)
-    images, labels = data_module.load(run_config.data, target).stored(split)
-    with Progress(*Progress.get_default_columns(), console=console, transient=True) as progress:
-        task = progress.add_task(f"{split}: {k} samples per image", total=len(images))
-
-        def advance(n: int) -> None:
-            progress.update(task, advance=n, description=f"{split}: {k} samples per image, {controller.count} threads")
-        measured = evaluation.run_report(model, run_config, images, labels, k, batch_size, seed, controller, advance)
-    report = {"run": str(run) if builtin.is_builtin(run) else str(run_dir), "checkpoint": checkpoint, "split": split,
-              **measured}
-    files.write_text(run_dir / "eval.json", json.dumps(report, indent=2) + "\n")
+    from . import evaluation
+    report, path = evaluation.evaluate_run(run, split, k, batch_size, checkpoint, seed, device, threads)
     console.print(evaluation_table(report))
     if "note" in report:
         console.print(report["note"])
-    console.print(f"wrote {run_dir / 'eval.json'}")
+    console.print(f"wrote {path}")
 
 
 def evaluation_table(report: dict) -> Table:

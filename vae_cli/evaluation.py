@@ -2,11 +2,18 @@
 importance-weighted likelihood, bits/dim and active units. Images may be uint8 (a folder's
 or MNIST's test split): each batch becomes float as it is taken."""
 
+import json
 import math
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
+from rich.progress import Progress
 
+from . import builtin, files, runs
+from . import data as data_module
+from . import threads as threads_module
+from .console import console
 from .data import as_float
 
 
@@ -128,3 +135,23 @@ def run_report(model, run_config, images: torch.Tensor, labels: torch.Tensor | N
     report |= evaluate(model, images, k, batch_size, labels=labels, on_batch=on_batch, timed=threads.timed)
     report["threads"] = threads.count
     return report
+
+
+def evaluate_run(run: Path | None, split: str = "test", k: int = 1000, batch_size: int = 100,
+                 checkpoint: str = "best", seed: int = 0, device: str = "auto", threads="auto") -> tuple[dict, Path]:
+    """`vae eval`'s work: the run (or builtin:NAME) `run` names, else the latest, measured by
+    run_report on its `split` with a progress bar, and the report written as eval.json into its
+    output folder (checked writable before the model loads). `device` and `threads` are values
+    config.check_device and config.check_threads accept. Returns the report and the file."""
+    loaded, target = runs.load_for_output(run, checkpoint, device, writes="eval.json")
+    controller = threads_module.for_setting(threads, target)
+    images, labels = data_module.load(loaded.config.data, target).stored(split)
+    with Progress(*Progress.get_default_columns(), console=console, transient=True) as progress:
+        task = progress.add_task(f"{split}: {k} samples per image", total=len(images))
+
+        def advance(n: int) -> None:
+            progress.update(task, advance=n, description=f"{split}: {k} samples per image, {controller.count} threads")
+        measured = run_report(loaded.model, loaded.config, images, labels, k, batch_size, seed, controller, advance)
+    report = {"run": str(run) if builtin.is_builtin(run) else str(loaded.folder), "checkpoint": checkpoint,
+              "split": split, **measured}
+    return report, files.write_text(loaded.folder / "eval.json", json.dumps(report, indent=2) + "\n")
