@@ -1,6 +1,7 @@
 """The `vae` command. Each command is a thin function: it parses its options, calls the one
 function that does the command's work (launch.train, sampling.sample, blend.interpolate,
-evaluation.evaluate_run, plots.plot_run, compare.compare, ...), which tests call directly, and prints its result.
+evaluation.evaluate_run, plots.plot_run, compare.compare, ...), which tests call directly,
+and prints its result.
 
 torch and torchvision take seconds to import, so this module and config.py never import them:
 each command imports the modules it needs inside its body, and the modules imported here
