@@ -12,6 +12,7 @@ import torch
 
 from conftest import TINY_MOONS
 from vae_cli import config, runs
+from vae_cli.errors import VaeError
 
 TINY = [a for o in TINY_MOONS for a in ("--set", o)]
 
@@ -137,6 +138,19 @@ def test_vae_runs_lists_newest_first_and_shows_one(vae, runs_dir):
         assert text in result.output, text
     result = vae("runs", "nothing-here")
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_a_run_is_named_by_its_folder_name_or_its_path(runs_dir, tmp_path):
+    for folder in (runs_dir / "r1", tmp_path / "elsewhere" / "r2", tmp_path / "not-a-run"):
+        folder.mkdir(parents=True)
+    for folder in (runs_dir / "r1", tmp_path / "elsewhere" / "r2"):
+        (folder / "config.yaml").write_text("{}\n")
+    assert runs.named_run("r1") == runs_dir / "r1"
+    assert runs.named_run(str(tmp_path / "elsewhere" / "r2")) == tmp_path / "elsewhere" / "r2"
+    with pytest.raises(VaeError, match="not-a-run has no config.yaml: it is not a folder made by `vae train`"):
+        runs.named_run(str(tmp_path / "not-a-run"))
+    with pytest.raises(VaeError, match="run directory .*r3 does not exist"):
+        runs.named_run("r3")
 
 
 def test_piped_tables_of_prose_stay_readable_and_whole(tmp_path):

@@ -448,9 +448,7 @@ def list_runs(
             table.add_row(run["name"], run["dataset"], run["kind"], run["epochs"], best, run["state"], when)
         console.print(table)
         return
-    run_dir = runs.resolve_run(runs.runs_root() / name if not Path(name).is_dir() else Path(name))
-    if not (run_dir / "config.yaml").is_file():
-        raise VaeError(f"{run_dir} has no config.yaml: it is not a folder made by `vae train`")
+    run_dir = runs.named_run(name)
     run = runs.summary(run_dir)
     config = run["config"]
     console.print(Text.assemble((str(run_dir), "bold"), f"  {run['state']}, epoch {run['epochs']}"), highlight=False)

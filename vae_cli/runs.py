@@ -163,6 +163,15 @@ def resolve_run(run: Path | None) -> Path:
     return run
 
 
+def named_run(name: str) -> Path:
+    """The run `vae runs NAME` shows: the folder of that name under the runs folder, else the
+    folder at that path; one made by `vae train`, with its config.yaml."""
+    run_dir = resolve_run(runs_root() / name if not Path(name).is_dir() else Path(name))
+    if not (run_dir / "config.yaml").is_file():
+        raise VaeError(f"{run_dir} has no config.yaml: it is not a folder made by `vae train`")
+    return run_dir
+
+
 def output_folder(run: Path | None) -> Path:
     """Where a command's pictures and reports for `run` go: the run's folder, or for a built-in
     model (`builtin:moons`) the current folder, since the installed package is not the user's."""
