@@ -57,6 +57,20 @@ def test_kl_warmup_raises_the_weight_linearly_and_evaluation_ignores_it():
     assert torch.allclose(objective.terms["neg_elbo"], objective.terms["recon"] + objective.terms["kl"])
 
 
+@pytest.mark.parametrize("warmup, schedule", [
+    (0, ((0, 0.0), (0.99, 0.0), (1.5, 2.0), (5, 2.0))),
+    (2, ((0, 0.0), (1.5, 0.0), (2.5, 1.0), (3, 1.5), (3.5, 2.0), (9, 2.0))),
+])
+def test_kl_warmup_delay_holds_the_weight_at_zero_then_warms_up(warmup, schedule):
+    model = models.build(config.load(None, ["model.hidden=[16]", "model.beta=2", "model.kl_warmup_delay=1.5",
+                                            f"model.kl_warmup_epochs={warmup}"]))
+    assert model.loss_name != "-ELBO" and models.options_of(
+        config.load(None, ["model.kl_warmup_delay=1.5"]).model).objective_changes_over_training
+    for epochs_done, weight in schedule:
+        model.at_epoch(epochs_done)
+        assert model.kl_weight == pytest.approx(weight), epochs_done
+
+
 def test_free_bits_hold_each_dimensions_batch_average_kl_at_the_floor():
     torch.manual_seed(0)
     kl_per_dim = (torch.rand(8, 3) * torch.tensor([0.1, 2.0, 3.0])).requires_grad_()

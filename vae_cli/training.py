@@ -304,7 +304,7 @@ def check_setup(config: Config, device: torch.device, world: World) -> None:
                                     or models.options_of(config.model).objective_changes_over_training):
         # A replayed graph keeps the learning rate and KL weight it was captured with.
         raise ConfigError("train.cuda_graph replays one captured step, so the learning rate and the KL weight "
-                          "cannot change: use train.lr_schedule=constant and model.kl_warmup_epochs=0, "
+                          "cannot change: use train.lr_schedule=constant and model.kl_warmup_epochs=0 and model.kl_warmup_delay=0, "
                           "or train.cuda_graph=false")
 
 

@@ -58,6 +58,12 @@ class WeightedKLOptions(NetworkOptions):
                               "the -ELBO is reported beside any other value)", minimum=0.0)
     kl_warmup_epochs: float = option(0.0, "training: the KL weight rises linearly from 0 to beta over this many "
                                           "epochs (0 = none)", minimum=0.0)
+    kl_warmup_delay: float = option(0.0, "training: epochs at KL weight 0 before the warm-up starts, for the "
+                                         "decoder to learn to use the code first (0 = none)", minimum=0.0)
+
+    @property
+    def objective_changes_over_training(self) -> bool:
+        return self.kl_warmup_epochs > 0 or self.kl_warmup_delay > 0
 
 
 @dataclass
@@ -68,10 +74,6 @@ class VAEOptions(WeightedKLOptions):
     conditional: bool = option(False, "encoder and decoder also read each image's class, one-hot (needs "
                                       "mnist, fashion-mnist or a folder of class subfolders); "
                                       "then vae sample --label NAME")
-
-    @property
-    def objective_changes_over_training(self) -> bool:
-        return self.kl_warmup_epochs > 0
 
 
 @dataclass

@@ -57,22 +57,27 @@ class VAE(GaussianCodeModel):
     N(m, exp(s)²) to the prior, weighted by beta (1 gives the ELBO).
 
     Two training-only changes to the KL term: warm-up scales it from 0 up to beta over the
-    first epochs, and free bits stop pushing a latent dimension's batch-average KL below a
+    first epochs (after `kl_warmup_delay` epochs at 0), and free bits stop pushing a latent dimension's batch-average KL below a
     floor. Evaluation (eval mode) always measures recon + beta·KL."""
 
     def __init__(self, options, context: ModelContext, n_labels: int = 0):
         super().__init__(options, context, n_labels=n_labels)
         self.beta = options.beta
-        self.kl_warmup_epochs, self.free_bits = options.kl_warmup_epochs, options.free_bits
-        self.kl_weight = self.beta if self.kl_warmup_epochs == 0 else 0.0
+        self.kl_warmup_delay, self.kl_warmup_epochs = options.kl_warmup_delay, options.kl_warmup_epochs
+        self.free_bits = options.free_bits
+        self.at_epoch(0.0)
         # Any other loss is no bound on anything: the real -ELBO is reported beside it.
-        loss_is_elbo = self.beta == 1 and self.kl_warmup_epochs == 0 and self.free_bits == 0
+        warms_up = self.kl_warmup_epochs > 0 or self.kl_warmup_delay > 0
+        loss_is_elbo = self.beta == 1 and not warms_up and self.free_bits == 0
         self.loss_name = "-ELBO" if loss_is_elbo else f"loss (beta={self.beta:g})"
         self.term_names = ("recon", "kl") if loss_is_elbo else ("recon", "kl", "neg_elbo")
 
     def at_epoch(self, epochs_done):
+        ramp = epochs_done - self.kl_warmup_delay
         if self.kl_warmup_epochs:
-            self.kl_weight = self.beta * min(1.0, epochs_done / self.kl_warmup_epochs)
+            self.kl_weight = self.beta * min(1.0, max(0.0, ramp / self.kl_warmup_epochs))
+        else:
+            self.kl_weight = self.beta if ramp >= 0 else 0.0
 
     def objective(self, x, noise=None, labels=None) -> Objective:
         """noise ~ N(0, I) for the code, drawn here unless the caller supplies it."""
