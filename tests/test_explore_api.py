@@ -78,7 +78,7 @@ def test_the_run_list_is_what_vae_runs_lists_then_the_builtin_model(client, runs
     assert client.get("/api/runs").json()["first"] == "builtin:moons"
 
 
-def test_the_builtin_moons_model_opens_samples_and_fits_its_gmm_in_memory(client):
+def test_the_builtin_moons_model_opens_and_samples_from_its_prior_and_shipped_mixture(client):
     info = client.get("/api/model", params={"run": "builtin:moons"}).json()
     assert (info["dataset"], info["latent_dim"], info["test_images"]) == ("moons", 8, 1024)
     for sampler in ("prior", "gmm"):

@@ -7,7 +7,8 @@ Each one is made by one command from a shipped config and that config's seed:
     python -m vae_cli.builtin moons        (or: make builtin)
 
 It trains the config on the CPU with one thread, so that every machine writes the same weights,
-and keeps the best checkpoint's weights, the config and its test-error profile in
+and keeps the best checkpoint's weights, the config, its test-error profile and the Gaussian
+mixture `vae sample` draws from by default (samplers.py) in
 vae_cli/weights/NAME.pt: a checkpoint like a run's, read with torch.load(weights_only=True).
 The config stored there is the shipped config as resolved, which tests/test_builtin.py checks.
 
@@ -77,9 +78,10 @@ def make(name: str) -> Path:
         (run_dir / "checkpoints").mkdir(parents=True)
         training.train(config, run_dir, device_module.choose(config.train.device))
         best = runs.load_checkpoint(run_dir / "checkpoints" / "best.pt")
+        mixture = runs.load_checkpoint(run_dir / "sampler_gmm_best.pt")  # training fits it for small data sets
     payload = {"config": shipped.to_dict(), "model": best["model"], "classes": best["classes"],
                "epoch": best["epoch"], "step": best["step"], "familiarity": best["familiarity"],
-               "made_by": f"{COMMAND} {name}", "trained_with": TRAINED_WITH}
+               "sampler_gmm": mixture, "made_by": f"{COMMAND} {name}", "trained_with": TRAINED_WITH}
     FOLDER.mkdir(exist_ok=True)
     runs.save_checkpoint(payload, weights_path(name))
     return weights_path(name)

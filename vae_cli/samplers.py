@@ -132,25 +132,22 @@ def training_codes(model, data, batch_size: int = 1000) -> torch.Tensor:
                       for start, batch in zip(range(0, len(labels), batch_size), data.train_batches(batch_size))]).cpu()
 
 
-def gmm_in_memory(run_config, model, device="cpu") -> GaussianMixture:
-    """A built-in model's mixture, fitted as gmm_for_run fits a run's but kept in memory (the
-    installed package is not the user's to write into)."""
-    codes = training_codes(model, data_module.load(run_config.data, device))
-    return fit_gmm(codes, seed=run_config.train.seed)[0]
-
-
 def _fitted_to(checkpoint: dict, which: str) -> dict:
     return {"checkpoint": which, "epoch": checkpoint["epoch"], "step": checkpoint["step"]}
 
 
-def stored_gmm(run_dir: Path, which: str, checkpoint: dict) -> GaussianMixture | None:
-    """The run's mixture in sampler_gmm_{which}.pt if it was fitted to this very checkpoint
-    (`checkpoint`, the loaded {which}.pt), else None."""
-    path = run_dir / f"sampler_gmm_{which}.pt"
-    if not path.is_file():
-        return None
-    stored = runs.load_checkpoint(path)
-    if stored.get("sampler") != GMM_FORMAT or stored.get("fitted_to") != _fitted_to(checkpoint, which):
+def stored_gmm(run_dir: Path | None, which: str, checkpoint: dict) -> GaussianMixture | None:
+    """The mixture fitted to this very checkpoint (`checkpoint`, the loaded {which}.pt): the one
+    a built-in model's weights file carries, else the run's sampler_gmm_{which}.pt; or None."""
+    stored = checkpoint.get("sampler_gmm")
+    if stored is None:
+        path = None if run_dir is None else run_dir / f"sampler_gmm_{which}.pt"
+        if path is None or not path.is_file():
+            return None
+        stored = runs.load_checkpoint(path)
+        if stored.get("fitted_to") != _fitted_to(checkpoint, which):
+            return None
+    if stored.get("sampler") != GMM_FORMAT:
         return None
     return GaussianMixture(stored["weights"], stored["means"], stored["covariances"])
 

@@ -41,7 +41,7 @@ def sample(run: Path | None, n: int, temperature: float, seed: int, out: Path | 
     labels = None if label is None else runs.label_index(loaded.model, label, loaded.folder).repeat(n).to(target)
     mixture = None  # None: the model's own prior
     if sampler == "gmm":
-        mixture = (samplers.gmm_in_memory(loaded.config, loaded.model, target) if builtin.is_builtin(run)
+        mixture = (samplers.stored_gmm(None, checkpoint, loaded.checkpoint) if builtin.is_builtin(run)
                    else samplers.gmm_for_run(loaded.folder, loaded.config, loaded.model, checkpoint, target))
     elif sampler == "auto":
         mixture = samplers.stored_gmm(loaded.folder, checkpoint, loaded.checkpoint)

@@ -87,7 +87,7 @@ class Explorer:
             self.run_dir = run_folder(name)
             self.config, self.model, checkpoint = runs.load_model(self.run_dir, "best", "cpu")
         self.profile = familiarity.profile_of(checkpoint)
-        self._stored_gmm = None if self.run_dir is None else samplers.stored_gmm(self.run_dir, "best", checkpoint)
+        self._stored_gmm = samplers.stored_gmm(self.run_dir, "best", checkpoint)
         self.lock = threading.Lock()
         self._gmm = None
         self._test_images, self._test_labels = data_module.load(self.config.data).split("test")
@@ -195,14 +195,11 @@ class Explorer:
         return {"code": code[0].tolist(), "input": image, "reconstruction": reconstruction, "notes": notes}
 
     def _mixture(self):
-        """The run's GMM sampler, as `vae sample --sampler gmm` fits and stores it; a built-in
-        model's is fitted the same way and kept in memory (the installed package is not the
-        user's to write into)."""
+        """The run's GMM sampler, as `vae sample --sampler gmm` fits and stores it (a built-in
+        model carries its own)."""
         with self.lock:
-            if self._gmm is None and self.run_dir is None:
-                self._gmm = samplers.gmm_in_memory(self.config, self.model)
-            elif self._gmm is None:
-                self._gmm = samplers.gmm_for_run(self.run_dir, self.config, self.model, "best")
+            if self._gmm is None:
+                self._gmm = self._stored_gmm or samplers.gmm_for_run(self.run_dir, self.config, self.model, "best")
             return self._gmm
 
     def _code(self, code) -> torch.Tensor:
