@@ -76,12 +76,19 @@ def row(name: str, amounts: torch.Tensor) -> None:
 def check_run(run: str, sets: dict, n: int) -> None:
     loaded = runs.load_run(Path(run))
     model, config, profile = loaded.model, loaded.config, loaded.checkpoint.get("familiarity")
-    test, labels = data.load(config.data).split("test")
+    loaded_data = data.load(config.data)
+    test, labels = loaded_data.split("test")
     test = familiarity.test_images_as_inputs(config, test)
     labels = labels if model.conditional else None
-    drawn = data.drawn_moons(config.data)
+
+    def also_familiar(test_part):  # as the Trainer builds it
+        extra = [data.drawn_moons(config.data),
+                 familiarity.training_top_up(config, test_part, loaded_data.train, model.conditional)]
+        extra = [images for images in extra if images is not None]
+        return torch.cat(extra) if extra else None
+
     if profile is None or profile.get("format") != familiarity.PROFILE_FORMAT:  # trained before: measured now, as training would
-        profile = familiarity.profile(model, test, labels, also=drawn)
+        profile = familiarity.profile(model, test, labels, also=also_familiar(test))
     print(f"{loaded.name} ({config.data.name}, {config.model.kind}, {config.data.image_size} px, "
           f"{len(test)} test images)")
     print(f"  {'pictures':24s} {'n':>6s}  flagged   distance / threshold: 1%, 50%, 99%")
@@ -89,7 +96,7 @@ def check_run(run: str, sets: dict, n: int) -> None:
     held_out = []
     for judged, profiled in ((halves[0], halves[1]), (halves[1], halves[0])):
         part = (lambda rows: None if labels is None else labels[rows])
-        half_profile = familiarity.profile(model, test[profiled], part(profiled), also=drawn)
+        half_profile = familiarity.profile(model, test[profiled], part(profiled), also=also_familiar(test[profiled]))
         held_out.append(familiarity.remoteness(model, test[judged], half_profile, part(judged))[0])
     row("own test, other half", torch.cat(held_out))
     row("own test, stored", familiarity.remoteness(model, test, profile, labels)[0])
@@ -110,7 +117,8 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; tail {familiarity.TAIL}")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; threshold {familiarity.THRESHOLD_FACTOR} x "
+          f"the {familiarity.QUANTILE:.0%} point of the references' nearest-neighbour distances")
     started = time.perf_counter()
     with contextlib.redirect_stderr(open(os.devnull, "w")):
         sets = foreign_sets(args.n, data.data_root(config_module.load(None).data))

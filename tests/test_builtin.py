@@ -135,3 +135,29 @@ def test_the_users_three_commands_blend_moons_through_the_builtin_model(vae, run
 
     own = vae("interpolate", "test:0", "test:1")  # digits from its own test set: no switch, no warning
     assert own.exit_code == 0 and "unlike" not in own.output and "builtin" not in own.output, own.output
+
+
+def test_the_builtin_model_flags_real_digits_read_as_interpolate_reads_them(tmp_path, mnist_root):
+    """MNIST test digits written as PNG files and read back as `vae interpolate` reads its
+    inputs (framed to the bright object, shrunk to 28 px): at least 99% are unlike the moons."""
+    from vae_cli import familiarity
+    from vae_cli.images import save_each
+    config, model, checkpoint = builtin.load("moons")
+    digits = data.load(config_module.from_dict({"data": {"name": "mnist", "root": str(mnist_root)}}, "mnist").data).test
+    names = [f"{i:03d}.png" for i in range(300)]
+    save_each(data.as_float(digits[:300]), tmp_path, names)
+    inputs = torch.stack(data.load_references([str(tmp_path / name) for name in names], config.data,
+                                              on_note=lambda note: None))
+    assert float(familiarity.unfamiliar(model, inputs, checkpoint["familiarity"]).double().mean()) >= 0.99
+
+
+def test_a_small_test_set_is_topped_up_with_seeded_training_images():
+    from vae_cli import familiarity
+    config = config_module.load(None)  # the moons: 1,024 test images, no binarizing
+    train, test = torch.rand(9000, 1, 4, 4), torch.rand(1024, 1, 4, 4)
+    extra = familiarity.training_top_up(config, test, train, conditional=False)
+    assert len(extra) == familiarity.MIN_REFERENCES - len(test)
+    assert torch.equal(extra, familiarity.training_top_up(config, test, train, conditional=False))
+    assert any(torch.equal(extra[0], image) for image in train)  # training images, not copies of the test set
+    assert familiarity.training_top_up(config, torch.rand(familiarity.MIN_REFERENCES, 1, 4, 4), train, False) is None
+    assert familiarity.training_top_up(config, test, train, conditional=True) is None

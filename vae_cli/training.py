@@ -141,7 +141,11 @@ class Trainer:
         self.epoch, self.step, self.best_loss = 0, 0, math.inf
         self.familiarity = None  # the test images' profile (familiarity.profile) after the last epoch
         self.test_as_inputs = familiarity.test_images_as_inputs(config, data.test)  # what that profile describes
-        self.drawn_inputs = data_module.drawn_moons(config.data)  # and what it also accepts
+        # What it also accepts: the moons `vae moon` draws, and training images topping up a small test set.
+        extra = [data_module.drawn_moons(config.data),
+                 familiarity.training_top_up(config, data.test, data.train, model.conditional)]
+        extra = [images.to(device) for images in extra if images is not None]
+        self.also_familiar = torch.cat(extra) if extra else None
         # This rank's sums of the loss and the model's terms over the images of the current epoch.
         self.totals = torch.zeros(1 + len(model.term_names), dtype=torch.float64, device=device)
         self.steps_per_epoch = math.ceil(len(self.data.train) / config.train.batch_size)
@@ -278,7 +282,7 @@ class Trainer:
         self.model.prepare_sampling(self.data.train_batches())
         test = evaluation.average_objective(self.model, self.data.test, labels=self.data.test_labels)
         self.familiarity = familiarity.profile(self.model, self.test_as_inputs, self.data.test_labels,
-                                               also=self.drawn_inputs)
+                                               also=self.also_familiar)
         train = self.named(self.world.sum(self.totals.clone()) / len(self.data.train))
         is_best = test["loss"] < self.best_loss
         self.best_loss = min(self.best_loss, test["loss"])
