@@ -260,6 +260,7 @@ def compare(
     pair: Annotated[tuple[int, int], typer.Option(help="Test images to interpolate between.")] = (0, 1),
     device: DeviceOption = "auto",
     checkpoint: CheckpointOption = "best",
+    seed: Annotated[int, typer.Option(min=0, max=config_module.SEED_MAX, help="Seed for the VAEs' importance samples (the same seed gives the same numbers).")] = 0,
 ):
     """Put finished runs side by side on the same test images and random codes.
 
@@ -268,7 +269,7 @@ def compare(
     (`vae sample --sampler gmm`), and an interpolation."""
     config_module.check_device(device, "--device")
     from . import compare as compare_module
-    rows = compare_module.compare(run_dirs, out, k, images, pair, device, checkpoint)
+    rows = compare_module.compare(run_dirs, out, k, images, pair, device, checkpoint, seed)
     console.print(comparison_table(rows, images, k))
     console.print(f"wrote {out}")
 

@@ -28,14 +28,15 @@ def load_runs(run_dirs: list[Path], device="cpu", checkpoint: str = "best"):
 
 @torch.inference_mode()
 def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[int, int],
-            device: str = "auto", checkpoint: str = "best") -> list[dict]:
+            device: str = "auto", checkpoint: str = "best", seed: int = 0) -> list[dict]:
     """One row of numbers per run and one picture: per run, reconstructions of the same test
     images, samples decoded from the same noise through the model's prior and through the
     Gaussian mixture fitted to its training codes, and the same pair of images interpolated.
 
     The numbers include how well each sampler describes where real codes lie: the mean
     log-density of the test images' codes under the prior and under the mixture, per code
-    dimension. A sampler that puts its mass where no code is decodes garbage.
+    dimension. A sampler that puts its mass where no code is decodes garbage. The -ELBO and NLL
+    come from importance samples drawn from `seed`, anew for each run, as `vae eval --seed` does.
 
     `device` is a --device value (config.check_device accepts it); `out` is checked writable
     before any run loads."""
@@ -56,7 +57,7 @@ def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[
         row["code_ll_prior"] = float(model.prior.log_prob(codes).mean()) / codes.shape[1]
         row["code_ll_gmm"] = float(mixture.log_prob(codes.cpu()).mean()) / codes.shape[1]
         if model.defines_density:
-            report = evaluation.evaluate(model, measured, k, 100)
+            report = evaluation.evaluate(model, measured, k, 100, seed)
             row |= {key: report[key] for key in ("neg_elbo", "nll", "mean_posterior_scale", "active_units")}
         rows.append(row)
         picture += [
