@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -19,6 +20,22 @@ def test_moon_phase_is_its_lit_fraction():
     for phase in (0.25, 0.5, 0.75):
         assert abs(float(moons.render_one(phase, 64).sum() / full) - phase) < 0.02
     assert float(moons.render_one(0.0, 64).sum() / full) < 0.02
+
+
+def test_draw_writes_one_moon_to_a_png(tmp_path):
+    """`vae moon`'s picture: the clean moon is render_one's to the 8-bit step; a photo-like one
+    is the same for the same seed and another for another seed; a folder is refused unwritten."""
+    half = moons.draw(0.5, tmp_path / "half.png", size=32, sun_angle_degrees=90)
+    assert half == tmp_path / "half.png"
+    pixels = torch.tensor(np.asarray(Image.open(half)), dtype=torch.float32) / 255
+    assert torch.allclose(pixels, moons.render_one(0.5, 32, 90)[0], atol=1 / 255)
+    photos = [moons.draw(0.7, tmp_path / f"{name}.png", size=40, photo=True, sun_angle_degrees=180, seed=seed)
+              for name, seed in (("a", 3), ("b", 3), ("c", 4))]
+    first, again, other = (photo.read_bytes() for photo in photos)
+    assert first == again != other and Image.open(photos[0]).size == (40, 40)
+    with pytest.raises(VaeError, match="folder"):
+        moons.draw(1.0, tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.png", "b.png", "c.png", "half.png"]
 
 
 def test_epoch_order_is_a_seeded_permutation():

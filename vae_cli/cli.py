@@ -168,20 +168,8 @@ def moon(
 ):
     """Render one moon of a given phase (e.g. full.png, half.png): a clean centred disk, or
     with --photo one like the default training pictures; lit from the right unless --angle."""
-    import math
-
-    import torch
-
     from . import moons
-    from .images import save_grid
-    files.check_can_write(out)
-    if photo:
-        image = moons.photo_sample(1, size, seed, phase=torch.tensor([phase]),
-                                   sun_angle=torch.tensor([math.radians(angle)]))[0]
-    else:
-        image = moons.render_one(phase, size, angle).unsqueeze(0)
-    save_grid(image, out, columns=1, padding=0)
-    console.print(f"wrote {out}")
+    console.print(f"wrote {moons.draw(phase, out, size, photo, angle, seed)}")
 
 
 @app.command()

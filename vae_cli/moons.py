@@ -13,12 +13,17 @@ the same moon (one fixed map of darker maria and surface texture, at a random st
 lit from any angle (waxing and waning, the terminator at any tilt), from a small disk in the frame to nearly filling it, on a sky from black
 to dark grey with noise and a few stars, with random brightness, contrast, blur, a soft
 terminator, blurred edges and sensor noise. The phase stays the main factor of variation.
+`draw` writes one of either kind to a PNG: `vae moon`'s work.
 """
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from . import files
+from .images import save_grid
 
 DEFAULT_RADIUS = 0.34  # of the image size
 DEFAULT_BRIGHTNESS = 1.0
@@ -178,3 +183,18 @@ def photo_sample(n: int, size: int, seed: int, phase: torch.Tensor | None = None
     image = image + uniform(0.0, 0.04).view(-1, 1, 1, 1) * torch.randn(image.shape, generator=g)
     gamma = uniform(0.75, 1.35).view(-1, 1, 1, 1)
     return image.clamp(0, 1) ** gamma, phase
+
+
+def draw(phase: float, out: Path, size: int = 28, photo: bool = False, sun_angle_degrees: float = 0.0,
+         seed: int = 0) -> Path:
+    """One moon of `phase`, size x size pixels, written to `out` (checked writable first) as a
+    PNG: a clean centred disk, or with `photo` a photo-like moon as in the default training
+    data, its camera's randomness drawn from `seed`; the sun at `sun_angle_degrees` (see
+    `render`). Returns the file."""
+    files.check_can_write(out)
+    if photo:
+        image = photo_sample(1, size, seed, phase=torch.tensor([phase]),
+                             sun_angle=torch.tensor([math.radians(sun_angle_degrees)]))[0]
+    else:
+        image = render_one(phase, size, sun_angle_degrees).unsqueeze(0)
+    return save_grid(image, out, columns=1, padding=0)
