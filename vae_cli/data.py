@@ -102,22 +102,24 @@ def render_moons(config: DataConfig, n: int, seed: int) -> tuple[torch.Tensor, t
     return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
 
 
-DRAWN_PHASES = 41  # phases from new to full in `drawn_moons`
+DRAWN_PHASES = 41  # phases from new to full in `drawn_moons`...
+DRAWN_ANGLES = 8   # ...each lit from this many directions around the circle (vae moon --angle)
 
 
 def drawn_moons(config: DataConfig) -> torch.Tensor | None:
-    """The clean moons `vae moon` draws (phases from new to full, at the model's size and four
-    times it), written and read back as `vae interpolate` reads an input file: pictures a moons
-    model is meant to blend although its photo-like training moons are none of them. None for
-    other datasets."""
+    """The clean moons `vae moon` draws (phases from new to full, the sun all around, at the
+    model's size and four times it), written and read back as `vae interpolate` reads an input
+    file: pictures a moons model is meant to blend although its photo-like training moons are
+    none of them. None for other datasets."""
     if config.name != "moons":
         return None
     with tempfile.TemporaryDirectory() as folder:
         paths = []
         for size in (config.image_size, 4 * config.image_size):
             for phase in torch.linspace(0, 1, DRAWN_PHASES).tolist():
-                paths.append(Path(folder) / f"{size}_{phase:.3f}.png")
-                save_grid(moons.render_one(phase, size).unsqueeze(0), paths[-1], columns=1, padding=0)
+                for angle in range(0, 360, 360 // DRAWN_ANGLES):
+                    paths.append(Path(folder) / f"{size}_{phase:.3f}_{angle}.png")
+                    save_grid(moons.render_one(phase, size, angle).unsqueeze(0), paths[-1], columns=1, padding=0)
         return torch.stack([as_float(read_image(path, config.channels, config.image_size, config.framing)[0])
                             for path in paths])
 
