@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from vae_cli import config, data, moons
+from vae_cli.datasets import DATASETS
 from vae_cli.errors import VaeError
 
 
@@ -36,6 +37,12 @@ def test_draw_writes_one_moon_to_a_png(tmp_path):
     with pytest.raises(VaeError, match="folder"):
         moons.draw(1.0, tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a.png", "b.png", "c.png", "half.png"]
+
+
+def test_every_registered_dataset_names_a_loader_that_imports():
+    """A mistyped "module.function" in the registry fails here, not when someone first loads that dataset."""
+    for name, dataset in DATASETS.items():
+        assert callable(dataset.loader_function()), name
 
 
 def test_epoch_order_is_a_seeded_permutation():

@@ -4,9 +4,10 @@ Every check lives in this module. Each field carries its rules (type, allowed ch
 bound, and for model and data keys the model kinds or datasets that use it) in its metadata
 (vae_cli/fields.py), so the generic checker below validates all of them the same way and the
 error names the key, the file and what is allowed. The `model` section is built from the
-registry of model kinds (vae_cli/models.py): each kind declares its own options. Other choices
+registry of model kinds (vae_cli/models.py): each kind declares its own options; the dataset
+choices and their rules come from the registry of datasets (vae_cli/datasets.py). Other choices
 mirror the registries of the modules that build things (networks.NETWORKS,
-objectives.LIKELIHOODS, data.LOADERS); tests/test_config.py ties them together.
+objectives.LIKELIHOODS); tests/test_config.py ties them together.
 This module imports no torch, so the CLI can check a config before loading it.
 """
 

@@ -1,9 +1,10 @@
 """Datasets, decoded once into tensors on the training device and batched by index.
 
-No per-item PIL or transform work happens inside an epoch: every loader below returns each
-split as one tensor (N, C, H, W), and an epoch is a seeded permutation of row indices. 8-bit
-sources (MNIST, image folders) keep their training split as uint8, a quarter of the memory,
-and each batch becomes float in [0, 1] when it is taken.
+No per-item PIL or transform work happens inside an epoch: every loader below (the registry
+of datasets, datasets.py, names each one) returns each split as one tensor (N, C, H, W), and an
+epoch is a seeded permutation of row indices. 8-bit sources (MNIST, image folders) keep their
+training split as uint8, a quarter of the memory, and each batch becomes float in [0, 1] when
+it is taken.
 """
 
 import errno
@@ -25,6 +26,7 @@ from torchvision import datasets
 from . import cache, moons
 from .config import DataConfig
 from .console import err_console, warn
+from .datasets import DATASETS
 from .errors import UsageError, VaeError
 from .images import IMAGE_SUFFIXES, PIL_MODES, frame_object, read_image, save_grid
 from .references import dataset_image
@@ -124,7 +126,7 @@ def drawn_moons(config: DataConfig) -> torch.Tensor | None:
                             for path in paths])
 
 
-def _load_moons(config: DataConfig):
+def load_moons(config: DataConfig):
     """The moons' labels are their phases, a continuous value: no classes."""
     train, train_phase = render_moons(config, config.train_size, MOONS_TRAIN_SEED)
     test, test_phase = render_moons(config, config.test_size, MOONS_TEST_SEED)
@@ -159,6 +161,10 @@ def _torchvision_loader(dataset_class, folder: str):
     return load
 
 
+load_mnist = _torchvision_loader(datasets.MNIST, "MNIST")
+load_fashion_mnist = _torchvision_loader(datasets.FashionMNIST, "FashionMNIST")
+
+
 def _read_or_none(path: Path, channels: int, size: int, crop: str) -> torch.Tensor | None:
     try:
         return read_image(path, channels, size, crop)[0]
@@ -186,7 +192,7 @@ def image_files(root: Path) -> list[str]:
     return sorted(found, key=lambda name: name.replace("/", "\0"))  # "a/x" before "a-b/x", like Paths
 
 
-def _load_folder(config: DataConfig):
+def load_folder(config: DataConfig):
     """A folder's images, decoded once into the decoded-image cache (cache.py) and mapped from it."""
     root = Path(config.path)
     if not root.is_dir():
@@ -247,17 +253,9 @@ def _decode(root: Path, files: list[str], config: DataConfig):
         pool.shutdown(cancel_futures=True)  # a build that failed does not wait for the rest of the folder
 
 
-LOADERS = {
-    "moons": _load_moons,
-    "mnist": _torchvision_loader(datasets.MNIST, "MNIST"),
-    "fashion-mnist": _torchvision_loader(datasets.FashionMNIST, "FashionMNIST"),
-    "folder": _load_folder,
-}
-
-
 def load(config: DataConfig, device: torch.device | str = "cpu") -> ImageData:
     """The configured dataset, decoded, binarized as configured, and moved to `device`."""
-    train, train_labels, test, test_labels, classes = LOADERS[config.name](config)
+    train, train_labels, test, test_labels, classes = DATASETS[config.name].loader_function()(config)
     if config.binarize != "none":
         # The test split is binarized once with a fixed seed in both modes, so test numbers
         # of different runs are measured on the same binary images.
