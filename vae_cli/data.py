@@ -28,7 +28,7 @@ from .config import DataConfig
 from .console import err_console, warn
 from .datasets import DATASETS
 from .errors import UsageError, VaeError
-from .images import IMAGE_SUFFIXES, PIL_MODES, frame_object, read_image, save_grid
+from .images import IMAGE_SUFFIXES, PIL_MODES, frame_object, read_image
 from .references import dataset_image
 
 DEFAULT_ROOT = "data"
@@ -120,8 +120,8 @@ def drawn_moons(config: DataConfig) -> torch.Tensor | None:
         for size in (config.image_size, 4 * config.image_size):
             for phase in torch.linspace(0, 1, DRAWN_PHASES).tolist():
                 for angle in range(0, 360, 360 // DRAWN_ANGLES):
-                    paths.append(Path(folder) / f"{size}_{phase:.3f}_{angle}.png")
-                    save_grid(moons.render_one(phase, size, angle).unsqueeze(0), paths[-1], columns=1, padding=0)
+                    paths.append(moons.draw(phase, Path(folder) / f"{size}_{phase:.3f}_{angle}.png", size,
+                                            sun_angle_degrees=angle))
         return torch.stack([as_float(read_image(path, config.channels, config.image_size, config.framing)[0])
                             for path in paths])
 
