@@ -1,9 +1,9 @@
 """Training speed on a CPU shared with other work, measured in one run. Run by hand (not a test):
 
-    VAE_DATA=/path/to/data .venv/bin/python benchmarks/shared_cpu.py [--epochs 1] [--only vae-cli]
+    VAE_DATA=/path/to/data .venv/bin/python benchmarks/shared_cpu.py [--epochs 3] [--only vae-cli]
 
-About 5 minutes on a quiet 2-core machine with --epochs 1 (an estimate; much longer on a busy
-one, which is what it measures: 11 minutes for --only vae-cli at load 20). Three conditions, each measured in turn for every trainer:
+12 minutes on a quiet 2-core machine with pythae installed and the default 3 epochs per
+measurement (2026-12-03, docs/speed.md); much longer on a busy one. Three conditions, each measured in turn for every trainer:
 - alone;
 - beside one busy process (a one-core Python loop, started before and stopped after);
 - two trainings at once (two processes of the same trainer, started together).
@@ -188,7 +188,8 @@ def pythae_missing() -> str | None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=1, help="epochs per measurement (each ~3-5 s alone)")
+    # One 3-second epoch would mostly measure the controller's first probe, not how it trains.
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per measurement (each ~3-5 s alone)")
     parser.add_argument("--only", choices=sorted(PHASES), help="measure one trainer's rows only")
     parser.add_argument("--timeout", type=float, default=300, help="seconds after which a measurement is stopped")
     parser.add_argument("--phase", nargs="?", choices=sorted(PHASES), help=argparse.SUPPRESS)

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from conftest import TINY_MOONS
-from vae_cli import compare, config, data, plots, runs
+from vae_cli import compare, config, data, plots, runs, threads
 
 
 def train(vae, name, *overrides):
@@ -77,6 +77,17 @@ def test_compare_gives_the_same_numbers_every_time(vae, runs_dir, tmp_path):
     assert compare.compare(*arguments) == first
     other_seed = compare.compare(*arguments, seed=1)[0]
     assert other_seed["nll"] != first[0]["nll"] and other_seed["squared_error"] == first[0]["squared_error"]
+
+
+def test_compare_measures_under_the_thread_count_asked_for(vae, runs_dir, tmp_path):
+    """Like `vae eval`, `vae compare` takes --threads: a number is that count for its NLL, auto
+    a count its controller chose from the measured speed; a bad value is one line."""
+    train(vae, "vae", "train.epochs=1")
+    arguments = ([runs_dir / "vae"], tmp_path / "c.png", 5, 50, (0, 1), "cpu")
+    assert compare.compare(*arguments, threads=1)[0]["threads"] == torch.get_num_threads() == 1
+    assert compare.compare(*arguments, threads="auto")[0]["threads"] in threads.candidates(threads.PYTORCH_DEFAULT)
+    result = vae("compare", runs_dir / "vae", "--threads", "many", "--out", tmp_path / "d.png")
+    assert result.exit_code == 2 and "--threads" in result.output and not (tmp_path / "d.png").exists()
 
 
 def test_compare_refuses_different_datasets(vae, runs_dir, tmp_path):

@@ -67,6 +67,7 @@ DEBUG = {"on": bool(os.environ.get("VAE_DEBUG"))}
 RunOption = Annotated[Optional[Path], typer.Option("--run", help="Run directory, or builtin:moons, the moons model that comes with vae-cli (default: the latest run).")]
 DeviceOption = Annotated[str, typer.Option(help="Where the model runs: auto (cuda, then mps, then cpu), cpu, cuda, "
                                                 "cuda:N or mps. A run trained on a GPU loads on any machine.")]
+ThreadsOption = Annotated[str, typer.Option(help="CPU threads: auto (chosen from measured speed as it runs), or a number.")]
 
 
 def _best_or_last(value: str) -> str:
@@ -205,7 +206,7 @@ def evaluate(
     checkpoint: CheckpointOption = "best",
     seed: Annotated[int, typer.Option(min=0, max=config_module.SEED_MAX, help="Seed for the importance samples (the same seed and --threads N give the same numbers).")] = 0,
     device: DeviceOption = "auto",
-    threads: Annotated[str, typer.Option(help="CPU threads: auto (chosen from measured speed as it runs), or a number.")] = "auto",
+    threads: ThreadsOption = "auto",
 ):
     """Measure a trained model: -ELBO, importance-weighted NLL, bits/dim, active units.
 
@@ -248,16 +249,18 @@ def compare(
     pair: Annotated[tuple[int, int], typer.Option(help="Test images to interpolate between.")] = (0, 1),
     device: DeviceOption = "auto",
     checkpoint: CheckpointOption = "best",
-    seed: Annotated[int, typer.Option(min=0, max=config_module.SEED_MAX, help="Seed for the VAEs' importance samples (the same seed gives the same numbers).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=config_module.SEED_MAX, help="Seed for the VAEs' importance samples (the same seed and --threads N give the same numbers).")] = 0,
+    threads: ThreadsOption = "auto",
 ):
     """Put finished runs side by side on the same test images and random codes.
 
     Prints a table of test numbers and writes one picture with, per run, reconstructions,
     random samples from the prior and from a Gaussian mixture fitted to the training codes
     (`vae sample --sampler gmm`), and an interpolation."""
+    threads = config_module.check_threads(threads, "vae compare")
     config_module.check_device(device, "--device")
     from . import compare as compare_module
-    rows = compare_module.compare(run_dirs, out, k, images, pair, device, checkpoint, seed)
+    rows = compare_module.compare(run_dirs, out, k, images, pair, device, checkpoint, seed, threads)
     console.print(comparison_table(rows, images, k))
     console.print(f"wrote {out}")
 

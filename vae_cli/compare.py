@@ -7,6 +7,7 @@ import torch
 from . import data as data_module
 from . import device as device_module
 from . import evaluation, files, latent, runs, samplers
+from . import threads as threads_module
 from .errors import UsageError
 from .images import save_labeled_rows
 
@@ -28,7 +29,7 @@ def load_runs(run_dirs: list[Path], device="cpu", checkpoint: str = "best"):
 
 @torch.inference_mode()
 def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[int, int],
-            device: str = "auto", checkpoint: str = "best", seed: int = 0) -> list[dict]:
+            device: str = "auto", checkpoint: str = "best", seed: int = 0, threads="auto") -> list[dict]:
     """One row of numbers per run and one picture: per run, reconstructions of the same test
     images, samples decoded from the same noise through the model's prior and through the
     Gaussian mixture fitted to its training codes, and the same pair of images interpolated.
@@ -38,10 +39,12 @@ def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[
     dimension. A sampler that puts its mass where no code is decodes garbage. The -ELBO and NLL
     come from importance samples drawn from `seed`, anew for each run, as `vae eval --seed` does.
 
-    `device` is a --device value (config.check_device accepts it); `out` is checked writable
-    before any run loads."""
+    `device` and `threads` are values config.check_device and config.check_threads accept (the
+    NLL's importance samples take minutes at a large k: `auto` picks the thread count from their
+    measured speed, as `vae eval` does); `out` is checked writable before any run loads."""
     files.check_can_write(out)
     device = device_module.choose(device)
+    controller = threads_module.for_setting(threads, device)
     loaded = load_runs(run_dirs, device, checkpoint)
     stored = data_module.load(loaded[0][1].data, device).test
     test = data_module.as_float(stored[:max(n_images, SHOWN)])
@@ -57,8 +60,9 @@ def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[
         row["code_ll_prior"] = float(model.prior.log_prob(codes).mean()) / codes.shape[1]
         row["code_ll_gmm"] = float(mixture.log_prob(codes.cpu()).mean()) / codes.shape[1]
         if model.defines_density:
-            report = evaluation.evaluate(model, measured, k, 100, seed)
+            report = evaluation.evaluate(model, measured, k, 100, seed, timed=controller.timed)
             row |= {key: report[key] for key in ("neg_elbo", "nll", "mean_posterior_scale", "active_units")}
+            row["threads"] = controller.count
         rows.append(row)
         picture += [
             (f"{run_dir.name}\nreconstructions", model.reconstruct(test[:SHOWN])),
