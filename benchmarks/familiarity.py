@@ -82,10 +82,7 @@ def check_run(run: str, sets: dict, n: int) -> None:
     labels = labels if model.conditional else None
 
     def also_familiar(test_part):  # as the Trainer builds it
-        extra = [data.drawn_moons(config.data),
-                 familiarity.training_top_up(config, test_part, loaded_data.train, model.conditional)]
-        extra = [images for images in extra if images is not None]
-        return torch.cat(extra) if extra else None
+        return familiarity.also_familiar(config, test_part, loaded_data.train, model.conditional)
 
     if profile is None or profile.get("format") != familiarity.PROFILE_FORMAT:  # trained before: measured now, as training would
         profile = familiarity.profile(model, test, labels, also=also_familiar(test))

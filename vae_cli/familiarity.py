@@ -10,11 +10,11 @@ of the test images lie within from theirs (`judge`). That 99% point is measured 
 few thousand images where the most remote 0.1% (the rule before) were one or two outliers,
 which made the threshold loose: the built-in moons model let 5% of digits through. A test set
 smaller than MIN_REFERENCES (the moons have 1,024) is topped up with training images, so the
-nearest neighbours of new moons are as near as those of the test images. Looking at the numbers together rather than one at a time
-matters: a new moon is a dark, noisy picture and a framed patch of noise a grey, noisy one,
-and only brightness and roughness together tell them apart. (benchmarks/familiarity.py also
-tried the 3rd, 5th and 10th nearest, whitened numbers and a wider threshold: each missed more
-noise or more digits.)
+nearest neighbours of new moons are as near as those of the test images. Looking at the numbers
+together rather than one at a time matters: a new moon is a dark, noisy picture and a framed
+patch of noise a grey, noisy one, and only brightness and roughness together tell them apart.
+(benchmarks/familiarity.py also tried the 3rd, 5th and 10th nearest, whitened numbers and a
+wider threshold: each missed more noise or more digits.)
 
 The numbers, each standardised by its spread over the test images:
   reconstruction  log squared error of the reconstruction from the code: what the model cannot draw
@@ -100,6 +100,14 @@ def training_top_up(config, test: torch.Tensor, train: torch.Tensor, conditional
         return None
     rows = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.train.seed))[:wanted]
     return data_module.as_float(train[rows.to(train.device)])
+
+
+def also_familiar(config, test: torch.Tensor, train: torch.Tensor, conditional: bool) -> torch.Tensor | None:
+    """What a run's profile holds besides its test images (`profile`'s `also`): the moons
+    `vae moon` draws, and training images topping up a small test set; None if neither."""
+    extra = [data_module.drawn_moons(config.data), training_top_up(config, test, train, conditional)]
+    extra = [images.to(test.device) for images in extra if images is not None]
+    return torch.cat(extra) if extra else None
 
 
 def profile(model, images: torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0,

@@ -141,11 +141,7 @@ class Trainer:
         self.epoch, self.step, self.best_loss = 0, 0, math.inf
         self.familiarity = None  # the test images' profile (familiarity.profile) after the last epoch
         self.test_as_inputs = familiarity.test_images_as_inputs(config, data.test)  # what that profile describes
-        # What it also accepts: the moons `vae moon` draws, and training images topping up a small test set.
-        extra = [data_module.drawn_moons(config.data),
-                 familiarity.training_top_up(config, data.test, data.train, model.conditional)]
-        extra = [images.to(device) for images in extra if images is not None]
-        self.also_familiar = torch.cat(extra) if extra else None
+        self.also_familiar = familiarity.also_familiar(config, data.test, data.train, model.conditional)
         # This rank's sums of the loss and the model's terms over the images of the current epoch.
         self.totals = torch.zeros(1 + len(model.term_names), dtype=torch.float64, device=device)
         self.steps_per_epoch = math.ceil(len(self.data.train) / config.train.batch_size)
@@ -308,8 +304,8 @@ def check_setup(config: Config, device: torch.device, world: World) -> None:
                                     or models.options_of(config.model).objective_changes_over_training):
         # A replayed graph keeps the learning rate and KL weight it was captured with.
         raise ConfigError("train.cuda_graph replays one captured step, so the learning rate and the KL weight "
-                          "cannot change: use train.lr_schedule=constant and model.kl_warmup_epochs=0 and model.kl_warmup_delay=0, "
-                          "or train.cuda_graph=false")
+                          "cannot change: use train.lr_schedule=constant and model.kl_warmup_epochs=0 and "
+                          "model.kl_warmup_delay=0, or train.cuda_graph=false")
 
 
 def build(config: Config, device: torch.device) -> tuple[Model, ImageData]:

@@ -57,8 +57,8 @@ class VAE(GaussianCodeModel):
     N(m, exp(s)²) to the prior, weighted by beta (1 gives the ELBO).
 
     Two training-only changes to the KL term: warm-up scales it from 0 up to beta over the
-    first epochs (after `kl_warmup_delay` epochs at 0), and free bits stop pushing a latent dimension's batch-average KL below a
-    floor. Evaluation (eval mode) always measures recon + beta·KL."""
+    first epochs (after `kl_warmup_delay` epochs at 0), and free bits stop pushing a latent
+    dimension's batch-average KL below a floor. Evaluation (eval mode) always measures recon + beta·KL."""
 
     def __init__(self, options, context: ModelContext, n_labels: int = 0):
         super().__init__(options, context, n_labels=n_labels)
@@ -67,8 +67,7 @@ class VAE(GaussianCodeModel):
         self.free_bits = options.free_bits
         self.at_epoch(0.0)
         # Any other loss is no bound on anything: the real -ELBO is reported beside it.
-        warms_up = self.kl_warmup_epochs > 0 or self.kl_warmup_delay > 0
-        loss_is_elbo = self.beta == 1 and not warms_up and self.free_bits == 0
+        loss_is_elbo = self.beta == 1 and not options.objective_changes_over_training and self.free_bits == 0
         self.loss_name = "-ELBO" if loss_is_elbo else f"loss (beta={self.beta:g})"
         self.term_names = ("recon", "kl") if loss_is_elbo else ("recon", "kl", "neg_elbo")
 
