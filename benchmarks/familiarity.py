@@ -17,6 +17,11 @@ distance to the nearest test image over the profile's threshold; flagged above 1
                         interpolate` reads its inputs; goal >= 99% flagged wherever they are not
                         the run's own kind (digits for an MNIST run, moons for a moons run)
 
+A run trained on other pictures than the built-in moons model has a second column: the share
+that `vae interpolate` treats as not this run's, unfamiliar to it or nearer the built-in model's
+pictures (familiarity.choose_model; familiar to the built-in model and farther from the run's
+test images than from its, each distance in units of its model's threshold).
+
 It also prints the machine's load: the numbers do not depend on it, only the time does.
 """
 
@@ -35,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vae_cli import config as config_module  # noqa: E402
-from vae_cli import data, familiarity, moons, runs  # noqa: E402
+from vae_cli import builtin, data, familiarity, moons, runs  # noqa: E402
 from vae_cli.images import save_each  # noqa: E402
 
 FRESH_MOONS_SEED = 99  # the moons dataset renders its splits from seeds 1 and 2
@@ -67,15 +72,28 @@ def as_inputs(images: torch.Tensor, config, folder: Path) -> torch.Tensor:
                                             on_note=lambda note: None))
 
 
-def row(name: str, amounts: torch.Tensor) -> None:
+def row(name: str, amounts: torch.Tensor, builtin_amounts: torch.Tensor | None = None) -> None:
     flagged = float((amounts > 1).double().mean())
     q = amounts.quantile(torch.tensor([0.01, 0.5, 0.99], dtype=amounts.dtype)).tolist()
-    print(f"  {name:24s} {len(amounts):6d}  {100 * flagged:6.1f}%   {q[0]:8.2f} {q[1]:8.2f} {q[2]:8.2f}", flush=True)
+    line = f"  {name:24s} {len(amounts):6d}  {100 * flagged:6.1f}%   {q[0]:8.2f} {q[1]:8.2f} {q[2]:8.2f}"
+    if builtin_amounts is not None:
+        not_its = (amounts > 1) | ((builtin_amounts <= 1) & (amounts > builtin_amounts))
+        line += f"   {100 * float(not_its.double().mean()):6.1f}%"
+    print(line, flush=True)
+
+
+def builtin_distances(images: torch.Tensor, folder: Path) -> torch.Tensor:
+    """The built-in moons model's distances (familiarity.distances) to pictures read as its inputs."""
+    moons_model = runs.load_run(Path(builtin.names()[0]))
+    inputs = as_inputs(images, moons_model.config, folder)
+    return familiarity.distances(moons_model.model, inputs, familiarity.profile_of(moons_model.checkpoint))
 
 
 def check_run(run: str, sets: dict, n: int) -> None:
     loaded = runs.load_run(Path(run))
     model, config, profile = loaded.model, loaded.config, loaded.checkpoint.get("familiarity")
+    compared = (not model.conditional and not builtin.is_builtin(loaded.name)
+                and config.data.name != runs.load_run(Path(builtin.names()[0])).config.data.name)
     loaded_data = data.load(config.data)
     test, labels = loaded_data.split("test")
     test = familiarity.test_images_as_inputs(config, test)
@@ -84,18 +102,24 @@ def check_run(run: str, sets: dict, n: int) -> None:
     def also_familiar(test_part):  # as the Trainer builds it
         return familiarity.also_familiar(config, test_part, loaded_data.train, model.conditional)
 
-    if profile is None or profile.get("format") != familiarity.PROFILE_FORMAT:  # trained before: measured now, as training would
+    if (profile is None or profile.get("format") != familiarity.PROFILE_FORMAT  # trained before: measured now, as training would
+            or profile["references"].shape[1] < len(familiarity.MEASURES)):
         profile = familiarity.profile(model, test, labels, also=also_familiar(test))
     print(f"{loaded.name} ({config.data.name}, {config.model.kind}, {config.data.image_size} px, "
           f"{len(test)} test images)")
-    print(f"  {'pictures':24s} {'n':>6s}  flagged   distance / threshold: 1%, 50%, 99%")
+    print(f"  {'pictures':24s} {'n':>6s}  flagged   distance / threshold: 1%, 50%, 99%"
+          + ("   or nearer builtin:moons" if compared else ""))
     halves = [torch.arange(len(test))[i::2] for i in (0, 1)]
     held_out = []
     for judged, profiled in ((halves[0], halves[1]), (halves[1], halves[0])):
         part = (lambda rows: None if labels is None else labels[rows])
         half_profile = familiarity.profile(model, test[profiled], part(profiled), also=also_familiar(test[profiled]))
         held_out.append(familiarity.remoteness(model, test[judged], half_profile, part(judged))[0])
-    row("own test, other half", torch.cat(held_out))
+    held_out = torch.cat(held_out)
+    with tempfile.TemporaryDirectory() as folder:
+        order = torch.cat(halves)
+        row("own test, other half", held_out,
+            builtin_distances(data.as_float(test[order]), Path(folder)) if compared else None)
     row("own test, stored", familiarity.remoteness(model, test, profile, labels)[0])
     if config.data.name == "moons":
         row("fresh moons", familiarity.remoteness(model, data.render_moons(config.data, n, FRESH_MOONS_SEED)[0], profile)[0])
@@ -104,7 +128,8 @@ def check_run(run: str, sets: dict, n: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name, images in sets.items():
             inputs = as_inputs(images, config, Path(folder) / name.replace(" ", "_"))
-            row(name, familiarity.remoteness(model, inputs, profile)[0])
+            row(name, familiarity.remoteness(model, inputs, profile)[0],
+                builtin_distances(images, Path(folder) / (name.replace(" ", "_") + "_builtin")) if compared else None)
 
 
 def main():

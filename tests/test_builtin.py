@@ -110,6 +110,39 @@ def test_old_checkpoints_are_judged_by_their_stored_error_profile():
     assert "unlike the training images" in familiarity.judge(model, image + 0.5, {"median": 1.0, "p99": 1e-6})
 
 
+def test_a_profile_stored_before_the_edge_measures_is_judged_by_the_six_it_holds():
+    from vae_cli import familiarity
+    config, model, checkpoint = builtin.load("moons")
+    profile = checkpoint["familiarity"]
+    assert profile["references"].shape[1] == len(familiarity.MEASURES) == 8
+    six = {**profile, "references": profile["references"][:, :6], "centre": profile["centre"][:6],
+           "scale": profile["scale"][:6]}
+    moons = data.render_moons(config.data, 50, seed=99)[0]
+    flat = torch.full((5, 1, 28, 28), 0.5)
+    assert not bool(familiarity.unfamiliar(model, moons, six).any())
+    assert bool(familiarity.unfamiliar(model, flat, six).all())
+
+
+def test_an_input_goes_to_the_builtin_model_when_nearer_its_pictures_than_a_run_of_other_pictures():
+    """Distances in units of each model's threshold: a moon 0.8 from a Fashion run's pictures and
+    0.3 from the built-in model's is the built-in model's; for a moons run of one's own the two
+    distances say nothing about which model is better, and only an unfamiliar input moves."""
+    from types import SimpleNamespace
+    from vae_cli import familiarity
+
+    def trained_on(name):
+        return SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(name=name)))
+
+    def reading(*distances):
+        return familiarity.Reading([], None, [], [], torch.tensor(distances, dtype=torch.float64))
+
+    run = reading(0.8, 0.2, 1.4)
+    moons_model = trained_on("moons")
+    by_builtin = reading(0.3, 0.5, 0.9)
+    assert familiarity.nearer_builtin(trained_on("fashion-mnist"), run, moons_model, by_builtin) == [0, 2]
+    assert familiarity.nearer_builtin(trained_on("moons"), run, moons_model, by_builtin) == [2]
+
+
 def test_the_users_three_commands_blend_moons_through_the_builtin_model(vae, runs_dir, tmp_path, mnist_root):
     """`vae train --config mnist.yaml; vae sample --n 64; vae interpolate full.png half.png` with
     moon pictures: the blend goes through the built-in moons model, said in one line naming the
@@ -139,10 +172,9 @@ def test_the_users_three_commands_blend_moons_through_the_builtin_model(vae, run
 
 def test_the_builtin_model_flags_real_digits_read_as_interpolate_reads_them(tmp_path, mnist_root):
     """MNIST test digits written as PNG files and read back as `vae interpolate` reads its
-    inputs (framed to the bright object, shrunk to 28 px) are nearly all unlike the moons: 95.7%
-    of these 300, 98.1% of the benchmark's 1,000. The issue asks 99%: a thin "1" is a thin
-    crescent's neighbour, and rules that caught those flagged the thinnest clean crescents that
-    `vae moon` draws (docs/builtin.md)."""
+    inputs (framed to the bright object, shrunk to 28 px) are unlike the moons: 99.3% of these
+    300, 99.1% of the benchmark's 1,000 (98.1% before the edge measures: a thin "1" was a thin
+    crescent's neighbour)."""
     from vae_cli import familiarity
     from vae_cli.images import save_each
     config, model, checkpoint = builtin.load("moons")
@@ -151,7 +183,7 @@ def test_the_builtin_model_flags_real_digits_read_as_interpolate_reads_them(tmp_
     save_each(data.as_float(digits[:300]), tmp_path, names)
     inputs = torch.stack(data.load_references([str(tmp_path / name) for name in names], config.data,
                                               on_note=lambda note: None))
-    assert float(familiarity.unfamiliar(model, inputs, checkpoint["familiarity"]).double().mean()) >= 0.95
+    assert float(familiarity.unfamiliar(model, inputs, checkpoint["familiarity"]).double().mean()) >= 0.99
 
 
 def test_a_small_test_set_is_topped_up_with_seeded_training_images():

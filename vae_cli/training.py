@@ -139,9 +139,12 @@ class Trainer:
                          if dtype else nullcontext())
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
         self.epoch, self.step, self.best_loss = 0, 0, math.inf
-        self.familiarity = None  # the test images' profile (familiarity.profile) after the last epoch
-        self.test_as_inputs = familiarity.test_images_as_inputs(config, data.test)  # what that profile describes
-        self.also_familiar = familiarity.also_familiar(config, data.test, data.train, model.conditional)
+        # The test images' profile (familiarity.profile) after the last epoch, what it describes,
+        # and what it holds besides: only rank 0 writes checkpoints, so only it measures them.
+        self.familiarity = self.test_as_inputs = self.also_familiar = None
+        if world.is_main:
+            self.test_as_inputs = familiarity.test_images_as_inputs(config, data.test)
+            self.also_familiar = familiarity.also_familiar(config, data.test, data.train, model.conditional)
         # This rank's sums of the loss and the model's terms over the images of the current epoch.
         self.totals = torch.zeros(1 + len(model.term_names), dtype=torch.float64, device=device)
         self.steps_per_epoch = math.ceil(len(self.data.train) / config.train.batch_size)
@@ -277,8 +280,9 @@ class Trainer:
         self.model.eval()
         self.model.prepare_sampling(self.data.train_batches())
         test = evaluation.average_objective(self.model, self.data.test, labels=self.data.test_labels)
-        self.familiarity = familiarity.profile(self.model, self.test_as_inputs, self.data.test_labels,
-                                               also=self.also_familiar)
+        if self.world.is_main:  # no random numbers drawn: the ranks' generators stay in step
+            self.familiarity = familiarity.profile(self.model, self.test_as_inputs, self.data.test_labels,
+                                                   also=self.also_familiar)
         train = self.named(self.world.sum(self.totals.clone()) / len(self.data.train))
         is_best = test["loss"] < self.best_loss
         self.best_loss = min(self.best_loss, test["loss"])
