@@ -16,11 +16,11 @@ SAMPLE_SEED = 0
 
 
 def load_runs(run_dirs: list[Path], device="cpu", checkpoint: str = "best"):
-    loaded = [(run_dir, *runs.load_model(run_dir, checkpoint, device=device)[:2]) for run_dir in run_dirs]
-    for run_dir, _, model in loaded:
+    loaded = [(run_dir, *runs.load_model(run_dir, checkpoint, device=device)) for run_dir in run_dirs]
+    for run_dir, _, model, _ in loaded:
         runs.refuse_conditional(model, run_dir, "vae compare")
     datasets = {f"{run_dir.name}: {c.data.name} {c.data.image_size}x{c.data.image_size}x{c.data.channels}"
-                for run_dir, c, _ in loaded}
+                for run_dir, c, _, _ in loaded}
     if len({entry.split(": ", 1)[1] for entry in datasets}) > 1:
         raise UsageError(f"these runs use different data ({', '.join(sorted(datasets))}): "
                          f"compare runs of one dataset")
@@ -52,10 +52,10 @@ def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[
     a, b = (data_module.as_float(data_module.image_at(stored, index, "test", f"--pair {pair[0]} {pair[1]}"))
             for index in pair)
     rows, picture = [], [("test images", test[:SHOWN])]
-    for run_dir, run_config, model in loaded:
+    for run_dir, run_config, model, stored in loaded:
         row = {"run": run_dir.name, "kind": run_config.model.kind, "latent_dim": run_config.model.latent_dim,
                "squared_error": evaluation.squared_error(model, measured)}
-        mixture = samplers.gmm_for_run(run_dir, run_config, model, checkpoint, device)
+        mixture = samplers.gmm_for_run(run_dir, run_config, model, checkpoint, stored, device)
         codes = model.encode(measured)[0]
         row["code_ll_prior"] = float(model.prior.log_prob(codes).mean()) / codes.shape[1]
         row["code_ll_gmm"] = float(mixture.log_prob(codes.cpu()).mean()) / codes.shape[1]

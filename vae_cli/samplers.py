@@ -152,12 +152,11 @@ def stored_gmm(run_dir: Path | None, which: str, checkpoint: dict) -> GaussianMi
     return GaussianMixture(stored["weights"], stored["means"], stored["covariances"])
 
 
-def gmm_for_run(run_dir: Path, run_config, model, which: str, device="cpu", data=None) -> GaussianMixture:
-    """The run's mixture for checkpoint `which` (best or last), whose weights `model` holds: read
-    from sampler_gmm_{which}.pt if it was fitted to this very checkpoint, else fitted to the
-    training codes (of `data`, or of the run's data loaded now) and stored there."""
-    path = run_dir / f"sampler_gmm_{which}.pt"
-    checkpoint = runs.load_checkpoint(run_dir / "checkpoints" / f"{which}.pt")
+def gmm_for_run(run_dir: Path | None, run_config, model, which: str, checkpoint: dict, device="cpu",
+                data=None) -> GaussianMixture:
+    """The mixture for `checkpoint` (the loaded {which}.pt, whose weights `model` holds): the one
+    it carries or the run's stored one (`stored_gmm`), else fitted to the training codes (of
+    `data`, or of the run's data loaded now) and stored in the run folder."""
     stored = stored_gmm(run_dir, which, checkpoint)
     if stored is not None:
         return stored
@@ -171,7 +170,7 @@ def gmm_for_run(run_dir: Path, run_config, model, which: str, device="cpu", data
     payload = {"sampler": GMM_FORMAT, **mixture.state(), "seed": seed, "fitted_to": _fitted_to(checkpoint, which),
                "codes": len(codes), "log_likelihood_history": history}
     try:
-        runs.save_checkpoint(payload, path)
+        runs.save_checkpoint(payload, run_dir / f"sampler_gmm_{which}.pt")
     except (OSError, files.FileFault) as error:
         warn(f"the mixture is used but not stored ({error}): it is fitted again next time")
     return mixture
@@ -184,5 +183,5 @@ def fit_after_training(run_dir: Path, run_config, data, device) -> None:
     (`vae sample --sampler gmm`)."""
     if len(data.train_labels) > AUTO_FIT_IMAGES:
         return
-    _, model, _ = runs.load_model(run_dir, "best", device)
-    gmm_for_run(run_dir, run_config, model, "best", device, data)
+    _, model, checkpoint = runs.load_model(run_dir, "best", device)
+    gmm_for_run(run_dir, run_config, model, "best", checkpoint, device, data)

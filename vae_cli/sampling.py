@@ -32,7 +32,7 @@ def sample(run: Path | None, n: int, temperature: float, seed: int, out: Path | 
     in the output folder that says how they were drawn. Says what it wrote as it writes it."""
     if sampler not in SAMPLERS:
         raise UsageError(f"--sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
-    from . import builtin, latent, runs, samplers
+    from . import latent, runs, samplers
     from .images import save_each, save_grid
     suffix = ("" if sampler == "auto" else f"_{sampler}") + ("" if label is None else f"_{references.name_part(label)}")
     out = files.check_can_write(out or runs.output_folder(run) / f"sample_n{n}_seed{seed}_t{temperature:g}{suffix}.png")
@@ -41,8 +41,7 @@ def sample(run: Path | None, n: int, temperature: float, seed: int, out: Path | 
     labels = None if label is None else runs.label_index(loaded.model, label, loaded.folder).repeat(n).to(target)
     mixture = None  # None: the model's own prior
     if sampler == "gmm":
-        mixture = (samplers.stored_gmm(None, checkpoint, loaded.checkpoint) if builtin.is_builtin(run)
-                   else samplers.gmm_for_run(loaded.folder, loaded.config, loaded.model, checkpoint, target))
+        mixture = samplers.gmm_for_run(loaded.folder, loaded.config, loaded.model, checkpoint, loaded.checkpoint, target)
     elif sampler == "auto":
         mixture = samplers.stored_gmm(loaded.folder, checkpoint, loaded.checkpoint)
     images = latent.sample_images(loaded.model, n, seed, temperature, sampler=mixture, labels=labels)

@@ -86,6 +86,7 @@ class Explorer:
         else:
             self.run_dir = run_folder(name)
             self.config, self.model, checkpoint = runs.load_model(self.run_dir, "best", "cpu")
+        self.checkpoint = checkpoint  # the mixture sampler is fitted to it when first asked for
         self.profile = familiarity.profile_of(checkpoint)
         self._stored_gmm = samplers.stored_gmm(self.run_dir, "best", checkpoint)
         self.lock = threading.Lock()
@@ -199,7 +200,7 @@ class Explorer:
         model carries its own)."""
         with self.lock:
             if self._gmm is None:
-                self._gmm = self._stored_gmm or samplers.gmm_for_run(self.run_dir, self.config, self.model, "best")
+                self._gmm = samplers.gmm_for_run(self.run_dir, self.config, self.model, "best", self.checkpoint)
             return self._gmm
 
     def _code(self, code) -> torch.Tensor:
