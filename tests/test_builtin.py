@@ -143,7 +143,8 @@ def test_an_input_goes_to_the_builtin_model_when_nearer_its_pictures_than_a_run_
     assert familiarity.nearer_builtin(trained_on("moons"), run, moons_model, by_builtin) == [2]
 
 
-def test_the_users_three_commands_blend_moons_through_the_builtin_model(vae, runs_dir, tmp_path, mnist_root):
+def test_the_users_three_commands_blend_moons_through_the_builtin_model(vae, runs_dir, tmp_path, mnist_root,
+                                                                        monkeypatch):
     """`vae train --config mnist.yaml; vae sample --n 64; vae interpolate full.png half.png` with
     moon pictures: the blend goes through the built-in moons model, said in one line naming the
     run not used and how to force it; with --run that run is used, with a warning."""
@@ -168,6 +169,15 @@ def test_the_users_three_commands_blend_moons_through_the_builtin_model(vae, run
 
     own = vae("interpolate", "test:0", "test:1")  # digits from its own test set: no switch, no warning
     assert own.exit_code == 0 and "unlike" not in own.output and "builtin" not in own.output, own.output
+
+    # test:0 names the run's own picture (in the built-in model's data it is another one): even
+    # when the two models' distances say the built-in model's, the run blends it.
+    from vae_cli import familiarity
+    monkeypatch.setattr(familiarity, "nearer_builtin", lambda loaded, reading, *_: list(range(len(reading.images))))
+    own = vae("interpolate", "test:2", "test:3")
+    assert own.exit_code == 0 and "builtin" not in own.output, own.output
+    assert list((runs_dir / "digits").glob("interpolate_test-2_test-3_*.png"))
+    assert "builtin:moons instead" in vae("interpolate", "full.png", "half.png").output  # files still move
 
 
 def test_the_builtin_model_flags_real_digits_read_as_interpolate_reads_them(tmp_path, mnist_root):

@@ -46,6 +46,7 @@ from pathlib import Path
 import torch
 
 from . import builtin, evaluation, runs
+from . import references as references_module
 from . import data as data_module
 from .errors import VaeError
 
@@ -272,7 +273,8 @@ def choose_model(run: Path | None, references: list[str], which: str, device, la
     built-in moons model and one is nearer its pictures than the run's (`nearer_builtin`); the
     built-in moons model when there is no run yet (if the inputs are like its pictures).
     `label_for(run)` gives the label a run encodes with (None for unconditional runs), or
-    refuses; a blend with a label is never moved to another model."""
+    refuses; a blend with a label is never moved to another model, nor one of the run's own
+    dataset images (test:7 names another picture in another model's data)."""
     moons_model = Path(builtin.names()[0])
     if run is None and runs.latest_run() is None:
         loaded = runs.load_run(moons_model, "best", device)
@@ -285,7 +287,8 @@ def choose_model(run: Path | None, references: list[str], which: str, device, la
     loaded = runs.load_run(run, which, device)
     reading = _read(loaded, references, label_for)
     unchanged = Choice(loaded, reading.images, reading.label, None, reading.notes + reading.reasons)
-    if reading.label is not None or builtin.is_builtin(loaded.name):
+    names_its_own_images = any(references_module.dataset_image(reference) for reference in references)
+    if reading.label is not None or builtin.is_builtin(loaded.name) or names_its_own_images:
         return unchanged
     alternative = runs.load_run(moons_model, "best", device)
     other = _read(alternative, references, lambda _: None)
