@@ -17,10 +17,9 @@ distance to the nearest test image over the profile's threshold; flagged above 1
                         interpolate` reads its inputs; goal >= 99% flagged wherever they are not
                         the run's own kind (digits for an MNIST run, moons for a moons run)
 
-A run trained on other pictures than the built-in moons model has a second column: the share
-that `vae interpolate` treats as not this run's, unfamiliar to it or nearer the built-in model's
-pictures (familiarity.choose_model; familiar to the built-in model and farther from the run's
-test images than from its, each distance in units of its model's threshold).
+A run that `vae interpolate` compares with the built-in moons model (a known dataset of other
+pictures: familiarity.comparable_with_builtin) has a second column: the share it treats as not
+this run's, unfamiliar to it or taken as the built-in model's (familiarity.belongs_to_builtin).
 
 It also prints the machine's load: the numbers do not depend on it, only the time does.
 """
@@ -77,23 +76,22 @@ def row(name: str, amounts: torch.Tensor, builtin_amounts: torch.Tensor | None =
     q = amounts.quantile(torch.tensor([0.01, 0.5, 0.99], dtype=amounts.dtype)).tolist()
     line = f"  {name:24s} {len(amounts):6d}  {100 * flagged:6.1f}%   {q[0]:8.2f} {q[1]:8.2f} {q[2]:8.2f}"
     if builtin_amounts is not None:
-        not_its = (amounts > 1) | ((builtin_amounts <= 1) & (amounts > builtin_amounts))
+        not_its = (amounts > 1) | familiarity.belongs_to_builtin(amounts, builtin_amounts, comparable=True)
         line += f"   {100 * float(not_its.double().mean()):6.1f}%"
     print(line, flush=True)
 
 
-def builtin_distances(images: torch.Tensor, folder: Path) -> torch.Tensor:
-    """The built-in moons model's distances (familiarity.distances) to pictures read as its inputs."""
-    moons_model = runs.load_run(Path(builtin.names()[0]))
+def builtin_distances(moons_model, images: torch.Tensor, folder: Path) -> torch.Tensor:
+    """The built-in moons model's familiarity.relative_distances to pictures read as its inputs."""
     inputs = as_inputs(images, moons_model.config, folder)
-    return familiarity.distances(moons_model.model, inputs, familiarity.profile_of(moons_model.checkpoint))
+    return familiarity.relative_distances(moons_model.model, inputs, familiarity.profile_of(moons_model.checkpoint))
 
 
 def check_run(run: str, sets: dict, n: int) -> None:
     loaded = runs.load_run(Path(run))
     model, config, profile = loaded.model, loaded.config, loaded.checkpoint.get("familiarity")
-    compared = (not model.conditional and not builtin.is_builtin(loaded.name)
-                and config.data.name != runs.load_run(Path(builtin.names()[0])).config.data.name)
+    moons_model = runs.load_run(Path(builtin.names()[0]))
+    compared = not model.conditional and familiarity.comparable_with_builtin(loaded, moons_model)
     loaded_data = data.load(config.data)
     test, labels = loaded_data.split("test")
     test = familiarity.test_images_as_inputs(config, test)
@@ -102,8 +100,7 @@ def check_run(run: str, sets: dict, n: int) -> None:
     def also_familiar(test_part):  # as the Trainer builds it
         return familiarity.also_familiar(config, test_part, loaded_data.train, model.conditional)
 
-    if (profile is None or profile.get("format") != familiarity.PROFILE_FORMAT  # trained before: measured now, as training would
-            or profile["references"].shape[1] < len(familiarity.MEASURES)):
+    if profile is None or profile.get("format") != familiarity.PROFILE_FORMAT:  # trained before: measured now, as training would
         profile = familiarity.profile(model, test, labels, also=also_familiar(test))
     print(f"{loaded.name} ({config.data.name}, {config.model.kind}, {config.data.image_size} px, "
           f"{len(test)} test images)")
@@ -119,7 +116,7 @@ def check_run(run: str, sets: dict, n: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         order = torch.cat(halves)
         row("own test, other half", held_out,
-            builtin_distances(data.as_float(test[order]), Path(folder)) if compared else None)
+            builtin_distances(moons_model, data.as_float(test[order]), Path(folder)) if compared else None)
     row("own test, stored", familiarity.remoteness(model, test, profile, labels)[0])
     if config.data.name == "moons":
         row("fresh moons", familiarity.remoteness(model, data.render_moons(config.data, n, FRESH_MOONS_SEED)[0], profile)[0])
@@ -129,7 +126,8 @@ def check_run(run: str, sets: dict, n: int) -> None:
         for name, images in sets.items():
             inputs = as_inputs(images, config, Path(folder) / name.replace(" ", "_"))
             row(name, familiarity.remoteness(model, inputs, profile)[0],
-                builtin_distances(images, Path(folder) / (name.replace(" ", "_") + "_builtin")) if compared else None)
+                builtin_distances(moons_model, images, Path(folder) / (name.replace(" ", "_") + "_builtin"))
+                if compared else None)
 
 
 def main():

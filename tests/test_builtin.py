@@ -115,33 +115,35 @@ def test_a_profile_stored_before_the_edge_measures_is_judged_by_the_six_it_holds
     config, model, checkpoint = builtin.load("moons")
     profile = checkpoint["familiarity"]
     assert profile["references"].shape[1] == len(familiarity.MEASURES) == 8
-    six = {**profile, "references": profile["references"][:, :6], "centre": profile["centre"][:6],
-           "scale": profile["scale"][:6]}
+    assert profile["format"] == familiarity.PROFILE_FORMAT == "vae-cli/familiarity/2"
+    six = {**profile, "format": "vae-cli/familiarity/1", "references": profile["references"][:, :6],
+           "centre": profile["centre"][:6], "scale": profile["scale"][:6]}
     moons = data.render_moons(config.data, 50, seed=99)[0]
     flat = torch.full((5, 1, 28, 28), 0.5)
     assert not bool(familiarity.unfamiliar(model, moons, six).any())
     assert bool(familiarity.unfamiliar(model, flat, six).all())
 
 
-def test_an_input_goes_to_the_builtin_model_when_nearer_its_pictures_than_a_run_of_other_pictures():
+def test_an_input_is_the_builtin_models_when_nearer_its_pictures_than_a_run_of_other_pictures():
     """Distances in units of each model's threshold: a moon 0.8 from a Fashion run's pictures and
-    0.3 from the built-in model's is the built-in model's; for a moons run of one's own the two
-    distances say nothing about which model is better, and only an unfamiliar input moves."""
+    0.3 from the built-in model's is the built-in model's; for a moons run of one's own, a folder
+    of one's own pictures or a checkpoint without a profile the two distances say nothing about
+    which model is better, and only an input unfamiliar to the run moves."""
     from types import SimpleNamespace
     from vae_cli import familiarity
 
-    def trained_on(name):
-        return SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(name=name)))
+    def trained_on(name, profile="vae-cli/familiarity/2"):
+        return SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(name=name)),
+                               checkpoint={"familiarity": {"format": profile}})
 
-    def reading(*distances):
-        return familiarity.Reading([], None, [], [], torch.tensor(distances, dtype=torch.float64))
-
-    run = reading(0.8, 0.2, 1.4)
     moons_model = trained_on("moons")
-    by_builtin = reading(0.3, 0.5, 0.9)
-    assert familiarity.nearer_builtin(trained_on("fashion-mnist"), run, moons_model, by_builtin) == [0, 2]
-    assert familiarity.nearer_builtin(trained_on("moons"), run, moons_model, by_builtin) == [2]
-
+    assert familiarity.comparable_with_builtin(trained_on("fashion-mnist"), moons_model)
+    assert familiarity.comparable_with_builtin(trained_on("mnist", "vae-cli/familiarity/1"), moons_model)
+    for run in (trained_on("moons"), trained_on("folder"), trained_on("mnist", profile=None)):
+        assert not familiarity.comparable_with_builtin(run, moons_model)
+    run, by_builtin = torch.tensor([0.8, 0.2, 1.4, 1.2]), torch.tensor([0.3, 0.5, 0.9, 1.1])
+    assert familiarity.belongs_to_builtin(run, by_builtin, comparable=True).tolist() == [True, False, True, False]
+    assert familiarity.belongs_to_builtin(run, by_builtin, comparable=False).tolist() == [False, False, True, False]
 
 def test_the_users_three_commands_blend_moons_through_the_builtin_model(vae, runs_dir, tmp_path, mnist_root,
                                                                         monkeypatch):
@@ -173,11 +175,19 @@ def test_the_users_three_commands_blend_moons_through_the_builtin_model(vae, run
     # test:0 names the run's own picture (in the built-in model's data it is another one): even
     # when the two models' distances say the built-in model's, the run blends it.
     from vae_cli import familiarity
-    monkeypatch.setattr(familiarity, "nearer_builtin", lambda loaded, reading, *_: list(range(len(reading.images))))
+    from vae_cli.images import save_each
+    monkeypatch.setattr(familiarity, "belongs_to_builtin", lambda run, by_builtin, comparable: run >= 0)
     own = vae("interpolate", "test:2", "test:3")
     assert own.exit_code == 0 and "builtin" not in own.output, own.output
     assert list((runs_dir / "digits").glob("interpolate_test-2_test-3_*.png"))
     assert "builtin:moons instead" in vae("interpolate", "full.png", "half.png").output  # files still move
+
+    # With --run, each input taken as the built-in model's and familiar to the run is warned of, by its name.
+    digits_config = config_module.from_dict({"data": {"name": "mnist", "root": str(tmp_path / "small")}}, "mnist")
+    save_each(data.as_float(data.load(digits_config.data).test[2:4]), tmp_path, ["two.png", "three.png"])
+    monkeypatch.setattr(familiarity, "belongs_to_builtin", lambda run, by_builtin, comparable: torch.tensor([False, True]))
+    warned = " ".join(vae("interpolate", "two.png", "three.png", "--run", digits).output.split())
+    assert "three.png: nearer the built-in moons model's" in warned and "two.png: nearer" not in warned, warned
 
 
 def test_the_builtin_model_flags_real_digits_read_as_interpolate_reads_them(tmp_path, mnist_root):

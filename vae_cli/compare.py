@@ -52,10 +52,10 @@ def compare(run_dirs: list[Path], out: Path, k: int, n_images: int, pair: tuple[
     a, b = (data_module.as_float(data_module.image_at(stored, index, "test", f"--pair {pair[0]} {pair[1]}"))
             for index in pair)
     rows, picture = [], [("test images", test[:SHOWN])]
-    for run_dir, run_config, model, stored in loaded:
+    for run_dir, run_config, model, saved in loaded:
         row = {"run": run_dir.name, "kind": run_config.model.kind, "latent_dim": run_config.model.latent_dim,
                "squared_error": evaluation.squared_error(model, measured)}
-        mixture = samplers.gmm_for_run(run_dir, run_config, model, checkpoint, stored, device)
+        mixture = samplers.gmm_for_run(run_dir, run_config, model, checkpoint, saved, device)
         codes = model.encode(measured)[0]
         row["code_ll_prior"] = float(model.prior.log_prob(codes).mean()) / codes.shape[1]
         row["code_ll_gmm"] = float(mixture.log_prob(codes.cpu()).mean()) / codes.shape[1]

@@ -23,6 +23,9 @@ class Dataset:
     # On the CPU its pixels are mapped from the decoded-image cache (cache.py): page cache, which
     # the kernel reads in and drops as it needs, not memory a run must find free.
     mapped: bool = False
+    # What its pictures show is known (a folder of one's own may hold anything, moons too): only a
+    # run on such data is compared with the built-in moons model (familiarity.comparable_with_builtin).
+    known_subject: bool = True
 
     def loader_function(self):
         """The function `loader` names, imported now."""
@@ -46,5 +49,5 @@ DATASETS = {
     "fashion-mnist": Dataset("clothing pictures", "data.load_fashion_mnist", bytes_per_value=1, labelled=True,
                              labels="clothing classes", image_size=28, channels=(1,), sizes=(60_000, 10_000)),
     "folder": Dataset("your own images", "data.load_folder", bytes_per_value=1, labelled=True,
-                      labels="one subfolder per class", mapped=True),
+                      labels="one subfolder per class", mapped=True, known_subject=False),
 }

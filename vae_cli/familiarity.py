@@ -30,10 +30,12 @@ The two edge numbers are there because a moon's limb is a circle: its edges run 
 any angle of the sun, while clothes and digits stand upright in their frames. With them the
 built-in moons model flags 99% of digits instead of 98% (docs/builtin.md).
 
-A run trained on other pictures than the built-in moons model is also compared with it
-(`choose_model`): an input nearer that model's pictures than the run's, each distance in units
-of its model's threshold, goes to it. This is what catches the moons a Fashion-MNIST run takes
-for dark dresses and bags (a fifth of them by its own threshold alone).
+A run trained on a known dataset of other pictures than the built-in moons model (MNIST,
+Fashion-MNIST; not moons, not a folder of one's own) is also compared with it (`choose_model`):
+an input familiar to the built-in model and nearer its pictures than the run's, each distance in
+units of its model's threshold, is taken as the built-in model's. This is what catches the moons
+a Fashion-MNIST run takes for dark dresses and bags (a fifth of them by its own threshold alone).
+Labelled blends and a run's own dataset images (test:7) never move.
 
 benchmarks/familiarity.py measures the false alarms on a run's own test images and the share
 of other datasets, noise and flat pictures caught.
@@ -45,12 +47,15 @@ from pathlib import Path
 
 import torch
 
-from . import builtin, evaluation, runs
-from . import references as references_module
+from . import builtin, datasets, evaluation, runs
 from . import data as data_module
+from . import references as references_module
 from .errors import VaeError
 
-PROFILE_FORMAT = "vae-cli/familiarity/1"
+PROFILE_FORMAT = "vae-cli/familiarity/2"
+# /1 held the first six MEASURES (before the edge numbers); vae versions that know only /1 read
+# /2 as an older profile and fall back to the reconstruction-error rule rather than fail.
+PROFILE_FORMATS = ("vae-cli/familiarity/1", PROFILE_FORMAT)
 MEASURES = {  # how a message names each number
     "reconstruction": "reconstruction error",
     "unexplained": "share of its variance the model cannot reconstruct",
@@ -181,21 +186,22 @@ def remoteness(model, images: torch.Tensor, profile: dict, labels: torch.Tensor 
     return distances.min(1).values / profile["threshold"], points, references[distances.argmin(1)]
 
 
-def distances(model, images: torch.Tensor, profile: dict | None, labels: torch.Tensor | None = None) -> torch.Tensor:
+def relative_distances(model, images: torch.Tensor, profile: dict | None, labels: torch.Tensor | None = None
+                       ) -> torch.Tensor:
     """How far each image lies from the model's test images in units of the profile's threshold
     (above 1: unfamiliar): (N,) float64. A checkpoint from before profiles is judged by its
     reconstruction error alone, as it was then; one without a profile finds everything familiar."""
     if not profile:
         return torch.zeros(len(images), dtype=torch.float64)
-    if profile.get("format") != PROFILE_FORMAT:
+    if profile.get("format") not in PROFILE_FORMATS:
         errors = evaluation.squared_errors(model, images, labels=labels).double().cpu()
         return errors / (LEGACY_FACTOR * profile["p99"])
     return remoteness(model, images, profile, labels)[0]
 
 
-def unfamiliar(model, images: torch.Tensor, profile: dict, labels: torch.Tensor | None = None) -> torch.Tensor:
+def unfamiliar(model, images: torch.Tensor, profile: dict | None, labels: torch.Tensor | None = None) -> torch.Tensor:
     """Whether each image is unfamiliar to the model: (N,) bool."""
-    return distances(model, images, profile, labels) > 1
+    return relative_distances(model, images, profile, labels) > 1
 
 
 def test_images_as_inputs(config, test: torch.Tensor) -> torch.Tensor:
@@ -217,7 +223,7 @@ def judge(model, image: torch.Tensor, profile: dict | None, label: torch.Tensor 
     if not profile:
         return None
     advice = "expect a poor blend; frame it like the training images or train on pictures like it"
-    if profile.get("format") != PROFILE_FORMAT:
+    if profile.get("format") not in PROFILE_FORMATS:
         error = float(evaluation.squared_errors(model, image.unsqueeze(0), labels=label)[0])
         if error <= LEGACY_FACTOR * profile["p99"]:
             return None
@@ -250,7 +256,7 @@ class Reading:
     label: torch.Tensor | None
     notes: list[str]        # on reading the files
     reasons: list[str]      # "input: why", for each input unfamiliar to the model
-    distances: torch.Tensor  # of each input, in units of the model's threshold (`distances`)
+    distances: torch.Tensor  # of each input, in units of the model's threshold (`relative_distances`)
 
 
 def _read(loaded: runs.LoadedRun, references: list[str], label_for) -> Reading:
@@ -260,7 +266,7 @@ def _read(loaded: runs.LoadedRun, references: list[str], label_for) -> Reading:
     device = loaded.model.device
     profile = profile_of(loaded.checkpoint)
     batch = torch.stack(images).to(device)
-    far = distances(loaded.model, batch, profile, None if label is None else label.expand(len(batch)))
+    far = relative_distances(loaded.model, batch, profile, None if label is None else label.expand(len(batch)))
     reasons = [f"{reference}: {reason}" for reference, image, distance in zip(references, images, far)
                if distance > 1 and (reason := judge(loaded.model, image.to(device), profile, label)) is not None]
     return Reading(images, label, notes, reasons, far)
@@ -268,13 +274,13 @@ def _read(loaded: runs.LoadedRun, references: list[str], label_for) -> Reading:
 
 def choose_model(run: Path | None, references: list[str], which: str, device, label_for) -> Choice:
     """The model to blend `references` through. A run named with --run is used whatever the
-    inputs are, with a warning for each input unfamiliar to it or nearer the built-in moons
-    model's pictures. Without --run: the latest run, unless every input is familiar to the
-    built-in moons model and one is nearer its pictures than the run's (`nearer_builtin`); the
-    built-in moons model when there is no run yet (if the inputs are like its pictures).
-    `label_for(run)` gives the label a run encodes with (None for unconditional runs), or
-    refuses; a blend with a label is never moved to another model, nor one of the run's own
-    dataset images (test:7 names another picture in another model's data)."""
+    inputs are, with a warning for each input unfamiliar to it or taken as the built-in moons
+    model's (`belongs_to_builtin`). Without --run: the latest run, unless every input is familiar
+    to the built-in moons model and one is taken as its; the built-in moons model when there is
+    no run yet (if the inputs are like its pictures). `label_for(run)` gives the label a run
+    encodes with (None for unconditional runs), or refuses; a blend with a label is never moved
+    to another model, nor one of the run's own dataset images (test:7 names another picture in
+    another model's data)."""
     moons_model = Path(builtin.names()[0])
     if run is None and runs.latest_run() is None:
         loaded = runs.load_run(moons_model, "best", device)
@@ -292,26 +298,34 @@ def choose_model(run: Path | None, references: list[str], which: str, device, la
         return unchanged
     alternative = runs.load_run(moons_model, "best", device)
     other = _read(alternative, references, lambda _: None)
-    nearer = nearer_builtin(loaded, reading, alternative, other)
-    if not nearer or other.reasons:
+    its = belongs_to_builtin(reading.distances, other.distances, comparable_with_builtin(loaded, alternative))
+    if run is not None:  # never switch: warn of those not already warned of as unfamiliar
+        taken = [f"{reference}: nearer the built-in moons model's training images than this run's (--run "
+                 f"{moons_model} blends it there)" for reference, belongs, distance in zip(references, its, reading.distances)
+                 if belongs and distance <= 1]
+        return dataclasses.replace(unchanged, warnings=unchanged.warnings + taken)
+    if other.reasons or not its.any():
         return unchanged
-    if run is not None:
-        familiar_yet_nearer = [f"{reference}: nearer the built-in moons model's training images than this run's "
-                               f"(--run {moons_model} blends it there)"
-                               for reference, i in zip(references, nearer) if reading.distances[i] <= 1]
-        return dataclasses.replace(unchanged, warnings=unchanged.warnings + familiar_yet_nearer)
-    switched = (f"{', '.join(references)} look more like the training images of the built-in moons model than "
-                f"like those of {loaded.name}: blended through {moons_model} instead (to use {loaded.name} "
-                f"anyway: --run {loaded.name})")
+    moved = [reference for reference, belongs in zip(references, its) if belongs]
+    switched = (f"{', '.join(moved)} look{'s' if len(moved) == 1 else ''} more like the training images of the "
+                f"built-in moons model than like those of {loaded.name}: blended through {moons_model} instead "
+                f"(to use {loaded.name} anyway: --run {loaded.name})")
     return Choice(alternative, other.images, None, None, other.notes + [switched])
 
 
-def nearer_builtin(loaded: runs.LoadedRun, reading: Reading, builtin_run: runs.LoadedRun, builtin_reading: Reading
-                    ) -> list[int]:
-    """The inputs that belong to the built-in model rather than the run: those farther from the
-    run's pictures than from its, when the two were trained on different pictures; when they
-    were trained on the same (a moons run of one's own), the distances say nothing about which
-    is better, and only the inputs unfamiliar to the run count."""
-    same_pictures = loaded.config.data.name == builtin_run.config.data.name
-    bar = torch.ones_like(builtin_reading.distances) if same_pictures else builtin_reading.distances
-    return (reading.distances > bar).nonzero().flatten().tolist()
+def comparable_with_builtin(run: runs.LoadedRun, builtin_run: runs.LoadedRun) -> bool:
+    """Whether the run's distances and the built-in model's say which of the two an input
+    belongs to: when the run was trained on a known dataset of other pictures (a moons run of
+    one's own knows moons as well, a folder of one's own pictures may hold moons) and both hold a
+    profile (an older checkpoint's reconstruction-error rule counts in other units)."""
+    data = run.config.data.name
+    return (data != builtin_run.config.data.name and datasets.DATASETS[data].known_subject
+            and all((profile_of(model.checkpoint) or {}).get("format") in PROFILE_FORMATS for model in (run, builtin_run)))
+
+
+def belongs_to_builtin(run_distances: torch.Tensor, builtin_distances: torch.Tensor, comparable: bool) -> torch.Tensor:
+    """Per input, whether it is the built-in model's rather than the run's: familiar to the
+    built-in model, and farther from the run's pictures than from its (each distance in units of
+    its model's threshold) where the two are `comparable`, else unfamiliar to the run."""
+    bar = builtin_distances if comparable else torch.ones_like(builtin_distances)
+    return (builtin_distances <= 1) & (run_distances > bar)

@@ -71,12 +71,12 @@ def _run(run_config: Config, origin: str, name: str | None, resume: Path | None,
             if world.is_main:
                 runs.settle_failed_run(run_dir, new=checkpoint is None)
             raise
-        if world.is_main:
-            runs.mark_latest(run_dir)
         # Every rank finished before the group goes: a rank that tore down gloo while another
         # was still leaving the last collective once died with SIGABRT after a good run. Not on
         # the failure path, where a rank that died would leave the others waiting here.
         world.barrier()
+        if world.is_main:
+            runs.mark_latest(run_dir)
     finally:
         distributed.stop(world)
     console.print(f"done: {run_dir}  (checkpoints, metrics.jsonl, pictures)")

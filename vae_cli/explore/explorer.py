@@ -200,7 +200,8 @@ class Explorer:
         model carries its own)."""
         with self.lock:
             if self._gmm is None:
-                self._gmm = samplers.gmm_for_run(self.run_dir, self.config, self.model, "best", self.checkpoint)
+                self._gmm = self._stored_gmm or samplers.gmm_for_run(self.run_dir, self.config, self.model, "best",
+                                                                     self.checkpoint)
             return self._gmm
 
     def _code(self, code) -> torch.Tensor:
