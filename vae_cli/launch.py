@@ -71,9 +71,10 @@ def _run(run_config: Config, origin: str, name: str | None, resume: Path | None,
             if world.is_main:
                 runs.settle_failed_run(run_dir, new=checkpoint is None)
             raise
-        # Every rank finished before the group goes: a rank that tore down gloo while another
-        # was still leaving the last collective once died with SIGABRT after a good run. Not on
-        # the failure path, where a rank that died would leave the others waiting here.
+        # Every rank reaches destroy_process_group together (rank 0 may still be fitting the
+        # mixture). Added against a rank that died with SIGABRT after a good run; that abort has
+        # been seen once since, so its cause lies elsewhere, still unfound. Not on the failure
+        # path, where a rank that died would leave the others waiting here.
         world.barrier()
         if world.is_main:
             runs.mark_latest(run_dir)
